@@ -1,0 +1,446 @@
+"""The eleven unlearning methods of SPEC §3, behind one interface and one registry.
+
+A method is a class with a frozen `Config` of its hyperparameters (paper symbols: eta=η,
+lambda_reg=λ_reg, gamma_reg=γ_reg, lambda_ga=λ_GA, sigma=σ, t_gd=T_GD, t_proj=T_proj,
+n_pert=n_pert) and a `step(epoch, retain, forget)` that `mnog.loop.unlearn` calls once per
+pair of batches. The default step is one AdamW step on `objective`, the method's row of
+the SPEC §3 table. Schedules (Ridge's λ, ℓ1's λ_t, MinNorm-OG's strength s) are functions
+of the step, epoch or projection count; no configuration is ever mutated.
+
+Every method uses AdamW with learning rate η and PyTorch's other defaults, weight decay
+0.01 included (SPEC §2).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mnog import projection
+from mnog.batches import Batch, random_subset
+from mnog.ensemble import members_of
+from mnog.models import reinitialize
+from mnog.tasks import Task, as_heads, batch_mean, kl_to_teacher
+
+METHODS: dict[str, type["Method"]] = {}
+
+
+def register(cls: type["Method"]) -> type["Method"]:
+    if cls.name in METHODS:
+        raise ValueError(f"method {cls.name!r} is registered twice")
+    METHODS[cls.name] = cls
+    return cls
+
+
+def get_method(name: str) -> type["Method"]:
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; known methods: {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+# ---------------------------------------------------------------------------------------
+# Hyperparameters
+# ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    eta: float  # η: AdamW learning rate
+
+    def __post_init__(self):
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value, kind = getattr(self, f.name), hints[f.name]
+            if kind is float and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value)):
+                raise TypeError(f"{f.name} must be a finite number, got {value!r}")
+            if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+                raise TypeError(f"{f.name} must be an integer, got {value!r}")
+            if kind is str and value not in _CHOICES.get(f.name, (value,)):
+                raise ValueError(f"{f.name} must be one of {_CHOICES[f.name]}, got {value!r}")
+        if self.eta <= 0:
+            raise ValueError(f"eta must be positive, got {self.eta}")
+        for name in ("lambda_reg", "lambda_ga", "sigma", "t_gd"):
+            if getattr(self, name, 0) < 0:
+                raise ValueError(f"{name} must be non-negative, got {getattr(self, name)}")
+        if not 0 <= getattr(self, "gamma_reg", 0) <= 1:
+            raise ValueError(f"gamma_reg must lie in [0, 1], got {self.gamma_reg}")
+        for name in ("t_proj", "n_pert"):
+            if getattr(self, name, 1) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+_CHOICES = {"order": ("project_first", "descent_first"), "bn_mode": ("batch", "eval"),
+            "solver": ("gram", "qr")}
+
+
+@dataclass(frozen=True)
+class NGPConfig(Hyperparameters):
+    lambda_ga: float  # λ_GA: weight of the forget loss's ascent
+
+
+@dataclass(frozen=True)
+class NGDConfig(Hyperparameters):
+    sigma: float  # σ: standard deviation of the noise added to every gradient entry
+
+
+@dataclass(frozen=True)
+class RidgeConfig(Hyperparameters):
+    lambda_reg: float  # λ_reg: initial weight of ||θ||²
+    gamma_reg: float   # γ_reg: its decay after every step
+
+
+@dataclass(frozen=True)
+class L1Config(Hyperparameters):
+    lambda_reg: float  # λ_reg: ℓ1 weight, scaled by (2 - 2t/T)
+
+
+@dataclass(frozen=True)
+class SCRUBConfig(Hyperparameters):
+    lambda_reg: float  # weight of the KL to the teacher on retain batches
+    lambda_ga: float   # weight of the KL ascent on forget batches
+    t_gd: int          # T_GD: final epochs of retain-only (min) steps
+
+
+@dataclass(frozen=True)
+class NPOConfig(Hyperparameters):
+    lambda_reg: float  # β of NPO
+
+
+@dataclass(frozen=True)
+class SalUnConfig(Hyperparameters):
+    lambda_ga: float  # weight of the random-relabel loss on forget batches
+
+
+@dataclass(frozen=True)
+class MinNormOGConfig(Hyperparameters):
+    lambda_reg: float  # λ_reg ∈ (0, 1]: strength s of the first projection
+    gamma_reg: float   # γ_reg ∈ [0, 1]: s ← γ_reg·s after every projection step
+    t_gd: int          # T_GD: final epochs of descent only
+    t_proj: int        # T_proj: project in epochs t with t mod T_proj = 0
+    n_pert: int        # size of the retain subsample B'_r whose output gradients span G
+    order: str = "project_first"  # SPEC §2: the authors' code projects before the descent step
+    bn_mode: str = "batch"        # "batch": authors' batched train-mode forward; "eval": per sample
+    solver: str = "gram"          # "gram": float64 k×k solve; "qr": Householder QR of G
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0 < self.lambda_reg <= 1:
+            raise ValueError(f"MinNorm-OG needs 0 < lambda_reg <= 1, got {self.lambda_reg}")
+
+
+# ---------------------------------------------------------------------------------------
+# The interface
+# ---------------------------------------------------------------------------------------
+
+class Method:
+    name: ClassVar[str]
+    Config: ClassVar[type[Hyperparameters]] = Hyperparameters
+    classification_only: ClassVar[bool] = False
+
+    def __init__(self, config: Hyperparameters, model: nn.Module, task: Task, epochs: int,
+                 generator: torch.Generator):
+        self.config, self.model, self.task, self.epochs, self.generator = config, model, task, epochs, generator
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.params, lr=config.eta, fused=_fused_ok(self.params))
+        self.steps = 0  # optimizer steps taken
+
+    @classmethod
+    def hyperparameters(cls, required_only: bool = False) -> list[str]:
+        """Names of the method's hyperparameters (the required ones: those without a default)."""
+        return [f.name for f in dataclasses.fields(cls.Config) if not required_only
+                or (f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)]
+
+    @classmethod
+    def build_config(cls, hyperparameters: dict) -> Hyperparameters:
+        fields, required = cls.hyperparameters(), cls.hyperparameters(required_only=True)
+        unknown = sorted(set(hyperparameters) - set(fields))
+        missing = [f for f in required if f not in hyperparameters]
+        if unknown or missing:
+            problem = (f"unknown hyperparameter(s) {', '.join(unknown)}" if unknown
+                       else f"missing hyperparameter(s) {', '.join(missing)}")
+            raise TypeError(f"{cls.name}: {problem}; {cls.name} takes {', '.join(fields)} "
+                            f"(required: {', '.join(required)})")
+        return cls.Config(**hyperparameters)
+
+    def start(self, forget: Batch, batch_size: int | None) -> None:
+        """Once, before the first epoch."""
+
+    def objective(self, epoch: int, retain: Batch, forget: Batch) -> Tensor:
+        raise NotImplementedError
+
+    def step(self, epoch: int, retain: Batch, forget: Batch) -> None:
+        self.descend(self.objective(epoch, retain, forget))
+
+    def descend(self, loss: Tensor) -> None:
+        """One AdamW step on `loss`, its gradient taken at the current θ."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.edit_gradients()
+        self.optimizer.step()
+        self.after_step()
+        self.steps += 1
+
+    def edit_gradients(self) -> None:
+        """Between backward and the optimizer step (NGD's noise, SalUn's mask)."""
+
+    def after_step(self) -> None:
+        """After the optimizer step."""
+
+    # shared pieces ------------------------------------------------------------------------
+    def data_loss(self, batch: Batch) -> Tensor:
+        return self.task.loss(self.model(batch.inputs), batch.targets)
+
+
+def _fused_ok(params: list[Tensor]) -> bool:
+    return all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+
+
+# ---------------------------------------------------------------------------------------
+# The methods (SPEC §3)
+# ---------------------------------------------------------------------------------------
+
+@register
+class GD(Method):
+    """Descent on the retain loss: J(θ; B_r)."""
+    name = "GD"
+
+    def objective(self, epoch, retain, forget):
+        return self.data_loss(retain)
+
+
+@register
+class Retrain(GD):
+    """Re-initialize θ, then GD on the retain set."""
+    name = "Retrain"
+
+    def start(self, forget, batch_size):
+        seed = int(torch.randint(2**62, (1,), generator=self.generator, device=self.generator.device))
+        reinitialize(self.model, seed)
+
+
+@register
+class GA(Method):
+    """Ascent on the forget loss: −J(θ; B_f)."""
+    name = "GA"
+
+    def objective(self, epoch, retain, forget):
+        return -self.data_loss(forget)
+
+
+@register
+class NGP(Method):
+    """NegGrad+: J(θ; B_r) − λ_GA·J(θ; B_f)."""
+    name = "NGP"
+    Config = NGPConfig
+
+    def objective(self, epoch, retain, forget):
+        return self.data_loss(retain) - self.config.lambda_ga * self.data_loss(forget)
+
+
+@register
+class NGD(GD):
+    """Noisy GD: N(0, σ²) added to every gradient entry before the step."""
+    name = "NGD"
+    Config = NGDConfig
+
+    def edit_gradients(self):
+        for p in self.params:
+            noise = torch.randn(p.shape, generator=self.generator, device=p.device, dtype=p.dtype)
+            p.grad.add_(noise, alpha=self.config.sigma)
+
+
+def _norm_penalty(params: list[Tensor], p: int) -> Tensor:
+    # Summed over all entries, hence over ensemble members too: each member's own penalty.
+    return sum(t.abs().sum() if p == 1 else t.pow(2).sum() for t in params)
+
+
+@register
+class Ridge(Method):
+    """J(θ; B_r) + λ·||θ||², λ = λ_reg·γ_reg^k at step k."""
+    name = "Ridge"
+    Config = RidgeConfig
+
+    def objective(self, epoch, retain, forget):
+        weight = self.config.lambda_reg * self.config.gamma_reg ** self.steps
+        return self.data_loss(retain) + weight * _norm_penalty(self.params, 2)
+
+
+@register
+class L1Sparse(Method):
+    """J(θ; B_r) + λ_t·||θ||₁, λ_t = (2 − 2t/T)·λ_reg in epoch t."""
+    name = "L1Sparse"
+    Config = L1Config
+
+    def objective(self, epoch, retain, forget):
+        weight = (2 - 2 * epoch / self.epochs) * self.config.lambda_reg
+        return self.data_loss(retain) + weight * _norm_penalty(self.params, 1)
+
+
+class WithTeacher(Method):
+    """A method that compares with the frozen initial model θ* (the teacher)."""
+
+    def start(self, forget, batch_size):
+        # In the student's (train) mode, as the authors' teacher.
+        self.teacher = copy.deepcopy(self.model).requires_grad_(False)
+
+    def teacher_outputs(self, batch: Batch):
+        with torch.no_grad():
+            return self.teacher(batch.inputs)
+
+
+@register
+class SCRUB(WithTeacher):
+    """Even epochs and the last T_GD: J(θ; B_r) + λ_reg·KL(π_θ* ‖ π_θ) on B_r.
+    Odd epochs before those: −λ_GA·KL(π_θ* ‖ π_θ) on B_f. Teacher θ* frozen."""
+    name = "SCRUB"
+    Config = SCRUBConfig
+    classification_only = True
+
+    def objective(self, epoch, retain, forget):
+        if epoch % 2 == 0 or epoch >= self.epochs - self.config.t_gd:
+            outputs = self.model(retain.inputs)
+            kl = batch_mean(kl_to_teacher(outputs, self.teacher_outputs(retain)))
+            return self.task.loss(outputs, retain.targets) + self.config.lambda_reg * kl
+        kl = batch_mean(kl_to_teacher(self.model(forget.inputs), self.teacher_outputs(forget)))
+        return -self.config.lambda_ga * kl
+
+
+@register
+class NPO(WithTeacher):
+    """(2/β)·mean log(1 + (π_θ(y|x) / π_θ*(y|x))^β) on B_f, β = λ_reg, summed over heads."""
+    name = "NPO"
+    Config = NPOConfig
+    classification_only = True
+
+    def objective(self, epoch, retain, forget):
+        beta = self.config.lambda_reg
+        reference = as_heads(self.teacher_outputs(forget))
+        total = 0
+        for out, ref, labels in zip(as_heads(self.model(forget.inputs)), reference, as_heads(forget.targets)):
+            # log(1 + r^β) = softplus(β·log r), r the likelihood ratio: stable for any r.
+            log_ratio = _label_log_prob(out, labels) - _label_log_prob(ref, labels)
+            total = total + (2 / beta) * batch_mean(F.softplus(beta * log_ratio))
+        return total
+
+
+def _label_log_prob(logits: Tensor, labels: Tensor) -> Tensor:
+    return logits.log_softmax(-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+
+
+@register
+class SalUn(Method):
+    """Saliency mask m = |∂J(θ*; D_f)/∂θ| ≥ median (per model, over all entries), then
+    J(θ; B_r) + λ_GA·J(θ; B'_f), B'_f with every label replaced by a random other label;
+    only the masked entries of θ change."""
+    name = "SalUn"
+    Config = SalUnConfig
+    classification_only = True
+
+    def start(self, forget, batch_size):
+        # One pass over D_f (not an epoch): the gradient of the mean forget loss.
+        self.optimizer.zero_grad(set_to_none=True)
+        n = len(forget)
+        for start in range(0, n, batch_size or n):
+            index = torch.arange(start, min(start + (batch_size or n), n), device=forget.inputs.device)
+            part = forget.take(index if forget.members is None else index.expand(forget.members, -1))
+            per_sample = self.task.per_sample_loss(self.model(part.inputs), part.targets)
+            (per_sample.sum(-1) / n).sum().backward()
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        members = members_of(self.model)
+        flat = torch.cat([g.abs().flatten(0 if members is None else 1) for g in grads], -1)
+        threshold = flat.median(-1).values                         # () or (E,)
+        self.masks = [g.abs() >= threshold.view(-1, *[1] * (g.dim() - 1)) if members else g.abs() >= threshold
+                      for g in grads]
+        self.initial = [p.detach().clone() for p in self.params]
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def objective(self, epoch, retain, forget):
+        outputs = self.model(forget.inputs)
+        relabeled = tuple(self._other_label(out, labels)
+                          for out, labels in zip(as_heads(outputs), as_heads(forget.targets)))
+        targets = relabeled if isinstance(forget.targets, (tuple, list)) else relabeled[0]
+        return self.data_loss(retain) + self.config.lambda_ga * self.task.loss(outputs, targets)
+
+    def _other_label(self, logits: Tensor, labels: Tensor) -> Tensor:
+        classes = logits.shape[-1]
+        shift = torch.randint(1, classes, labels.shape, generator=self.generator, device=labels.device)
+        return (labels + shift) % classes
+
+    def edit_gradients(self):
+        for p, m in zip(self.params, self.masks):
+            p.grad.mul_(m)
+
+    def after_step(self):
+        # AdamW's decoupled weight decay would still shrink unmasked entries; SPEC §3
+        # updates only the masked ones, so unmasked entries keep their θ* values.
+        with torch.no_grad():
+            for p, m, p0 in zip(self.params, self.masks, self.initial):
+                p.copy_(torch.where(m, p, p0))
+
+
+@register
+class MinNormOG(Method):
+    """Algorithm 1 as run in the experiments (SPEC §2). In epoch t < T − T_GD with
+    t mod T_proj = 0, every step first projects θ ← θ − s·P_{G⊥}(θ) with G the output
+    gradients of a retain subsample B'_r (s = λ_reg·γ_reg^j at the j-th projection), then
+    takes one AdamW step on J(θ; B_r) with a fresh gradient at the projected θ
+    (order="descent_first" swaps the two)."""
+    name = "MinNorm-OG"
+    Config = MinNormOGConfig
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.projections = 0
+
+    def step(self, epoch, retain, forget):
+        c = self.config
+        projecting = epoch < self.epochs - c.t_gd and epoch % c.t_proj == 0
+        if projecting and c.order == "project_first":
+            self.project(retain)
+        self.descend(self.data_loss(retain))
+        if projecting and c.order == "descent_first":
+            self.project(retain)
+
+    def project(self, retain: Batch) -> None:
+        c = self.config
+        subsample = retain.take(perturbation_subsample(retain, c.n_pert, self.task, self.generator))
+        strength = c.lambda_reg * c.gamma_reg ** self.projections
+        projection.project_out(self.model, subsample.inputs, self.task, strength,
+                               bn_mode=c.bn_mode, solver=c.solver)
+        self.projections += 1
+
+
+def perturbation_subsample(retain: Batch, n_pert: int, task: Task, generator: torch.Generator) -> Tensor:
+    """Indices of B'_r ⊆ B_r (SPEC §2): n_pert random samples; for a classifier,
+    n_pert // (#classes in the batch) random samples of every class of the first head's
+    label (all of a class when it has fewer)."""
+    n, members, device = len(retain), retain.members, retain.inputs.device
+    if not task.is_classifier:
+        return random_subset(n, min(n_pert, n), members, generator, device)
+    labels = as_heads(retain.targets)[0]
+    keys = torch.rand(labels.shape, generator=generator, device=device)
+    order = (labels.double() + keys).argsort(-1)                     # by class, random within
+    sorted_labels = labels.gather(-1, order)
+    position = torch.arange(n, device=device).expand_as(order)
+    starts = torch.ones_like(order, dtype=torch.bool)
+    starts[..., 1:] = sorted_labels[..., 1:] != sorted_labels[..., :-1]
+    rank = position - torch.cummax(torch.where(starts, position, 0), -1).values
+    per_class = n_pert // starts.sum(-1, keepdim=True)
+    chosen = rank < per_class
+    if members is None:
+        return order[chosen]
+    counts = chosen.sum(-1)
+    if not bool((counts == counts[0]).all()):
+        raise ValueError("class-balanced subsamples differ in size across ensemble members; "
+                         "unlearn such classifiers one at a time")
+    return order[chosen].view(members, -1)

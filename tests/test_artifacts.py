@@ -1,0 +1,98 @@
+"""The artifact scripts at the smoke profile, in subprocesses, as a user runs them."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+METHODS = {"Retrain", "MinNorm-OG", "GD", "GA", "NGP", "NGD", "Ridge", "L1Sparse"}
+pytestmark = pytest.mark.slow
+
+
+def command(script, *args):
+    return [sys.executable, "-m", f"artifact.{script}", *args]
+
+
+def env(results):
+    return {**os.environ, "MNOG_RESULTS": str(results), "PROFILE": "smoke"}
+
+
+def run(script, results, *args, timeout=600):
+    proc = subprocess.run(command(script, *args), cwd=ROOT, env=env(results), capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def records(results):
+    return [json.loads(line) for line in (results / "table5" / "records.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    results = tmp_path_factory.mktemp("results")
+    return results, run("table5_data_poisoning", results)
+
+
+def test_table5_smoke_writes_table_comparison_and_records(smoke):
+    results, proc = smoke
+    out = results / "table5" / "smoke"
+    assert {"table5.md", "table5.csv", "comparison.csv", "config.json"} <= {p.name for p in out.iterdir()}
+    best = pd.read_csv(out / "table5.csv")
+    assert set(best["method"]) == METHODS and set(best["epochs"]) == {10, 100}
+    assert (best["n"] == 4).all() and (best["low"] <= best["median"]).all() and (best["median"] <= best["high"]).all()
+    comparison = pd.read_csv(out / "comparison.csv")
+    assert len(comparison) == 16 and {"median", "median_paper", "check", "pass"} <= set(comparison.columns)
+    rows = records(results)
+    assert len({r["key"] for r in rows}) == len(rows) == 4 * len(rows) // 4
+    one = rows[0]
+    assert {"config", "trial", "metrics", "wall_s", "provenance", "setting"} <= set(one)
+    assert {"git_commit", "torch", "device"} <= set(one["provenance"])
+    config = json.loads((out / "config.json").read_text())
+    assert config["profile"] == "smoke" and config["config"]["trials"] == 4
+    assert "Beside the paper" in proc.stdout and "| GA" in proc.stdout
+
+
+def test_rerunning_table5_recomputes_nothing(smoke):
+    results, _ = smoke
+    before = (results / "table5" / "records.jsonl").read_text()
+    start = time.perf_counter()
+    run("table5_data_poisoning", results)
+    assert (results / "table5" / "records.jsonl").read_text() == before
+    assert time.perf_counter() - start < 60
+
+
+def test_figure1_smoke_plots_every_method_from_the_same_results(smoke):
+    results, _ = smoke
+    proc = run("figure1_data_poisoning_fits", results, "--epochs", "100")
+    out = results / "figure1" / "smoke"
+    assert (out / "figure1.png").stat().st_size > 10_000 and (out / "figure1.pdf").exists()
+    curves = pd.read_csv(out / "figure1.csv")
+    assert METHODS | {"x", "sin", "poisoned"} == set(curves.columns) and len(curves) == 1000
+    assert "differs from the stored" not in proc.stderr      # the refit reproduces the sweep's records
+    with pytest.raises(AssertionError, match="not T = 1000"):
+        run("figure1_data_poisoning_fits", results, "--epochs", "1000")
+
+
+def test_a_killed_sweep_resumes_where_it_stopped(tmp_path):
+    args = ("--grid-values", "2")
+    proc = subprocess.Popen(command("table5_data_poisoning", *args), cwd=ROOT, env=env(tmp_path),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store = tmp_path / "table5" / "records.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and (not store.exists() or store.read_text().count("\n") < 40):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the sweep finished before it could be interrupted"
+    survived = store.read_text().splitlines()
+    run("table5_data_poisoning", tmp_path, *args)
+    final = store.read_text().splitlines()
+    assert final[:len(survived)] == survived                  # finished records were kept, not recomputed
+    keys = [json.loads(line)["key"] for line in final]
+    assert len(keys) == len(set(keys)) > len(survived)
