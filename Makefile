@@ -9,7 +9,7 @@ PROFILE     ?= auto
 export PROFILE
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test table5 figure1 figure3 figure4 figure5 smoke bench all clean
+.PHONY: help venv test table5 table2 figure1 figure3 figure4 figure5 smoke bench all clean
 
 help: ## List the targets with their paper labels
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9_-]+:.*## / {printf "  make %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -29,6 +29,9 @@ test: venv ## Run the test suite (CI runs exactly this)
 table5: venv ## Table 5 (= Table 1): Data Poisoning, sup-norm error of every method
 	$(PYTHON) -m artifact.table5_data_poisoning
 
+table2: venv ## Table 2 (= Table 17): Representation Collapse, color accuracy of every method
+	$(PYTHON) -m artifact.table2_representation_collapse
+
 figure1: venv ## Figure 1: Data Poisoning fits of every method, T = 100
 	$(PYTHON) -m artifact.figure1_data_poisoning_fits --epochs 100 --name figure1
 
@@ -41,14 +44,15 @@ figure4: venv ## Figure 4: Data Poisoning fits, T = 100 (the appendix copy of Fi
 figure5: venv ## Figure 5: Data Poisoning fits, T = 1000
 	$(PYTHON) -m artifact.figure1_data_poisoning_fits --epochs 1000 --name figure5
 
-all: table5 figure1 figure3 figure4 figure5 ## Every table and figure above, at PROFILE
+all: table5 table2 figure1 figure3 figure4 figure5 ## Every table and figure above, at PROFILE
 
-smoke: ## Table 5 and Figure 1 at the smoke profile (about a minute)
-	$(MAKE) table5 figure1 PROFILE=smoke
+smoke: ## Every target at the smoke profile (about a minute)
+	$(MAKE) table5 table2 figure1 PROFILE=smoke
 
 bench: venv ## Speed benchmarks (prints tables; see benchmarks/)
 	$(PYTHON) -m benchmarks.bench_projection
 	$(PYTHON) -m benchmarks.bench_table5
+	$(PYTHON) -m benchmarks.bench_images
 
 clean: ## Remove results/ (keeps data/ and .venv/)
 	rm -rf results

@@ -1,11 +1,33 @@
-"""Data sets of the paper's experiments."""
+"""Data sets of the paper's experiments.
+
+The image data sets are read from DATA (the environment variable MNOG_DATA, else `data/`
+in the repository), downloaded there when missing and verified against `checksums.txt`
+(see mnog.download) before anything is extracted or decoded.
+"""
 from __future__ import annotations
 
+import gzip
 import math
+import os
+import pickle
+import shutil
+import tarfile
+import tempfile
+import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
+from tqdm.auto import tqdm
+
+from mnog.download import Resource, fetch, load_checksums, matching, verify
+from mnog.results import ROOT
+from mnog.training import save_atomic
+
+DATA = Path(os.environ.get("MNOG_DATA") or ROOT / "data")
 
 
 @dataclass(frozen=True)
@@ -32,3 +54,265 @@ class SinePoisoning:
     def test_grid(self, points: int = 1000) -> Tensor:
         """The evaluation inputs: `points` evenly spaced x in [-x_max, x_max], shape (points, 1)."""
         return torch.linspace(-self.x_max, self.x_max, points).unsqueeze(1)
+
+
+# ------------------------------------------------------------------------------ image data sets
+
+@dataclass(frozen=True, eq=False)  # eq=False: tensors have no single truth value to compare by
+class ImageData:
+    """A labelled image data set: uint8 images (N, C, H, W) and int64 labels (N,) per split."""
+    train_images: Tensor
+    train_labels: Tensor
+    test_images: Tensor
+    test_labels: Tensor
+    classes: tuple[str, ...]  # the name of each label value
+
+
+CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
+CIFAR10_FOLDER = "cifar-10-batches-py"
+
+
+def load_cifar10(root: Path | str | None = None, download: bool = True, *,
+                 resources: dict[str, list[Resource]] | None = None, mirror: str | None = None) -> ImageData:
+    """CIFAR-10: 50,000 train and 10,000 test images, (N, 3, 32, 32).
+
+    The archive root/cifar-10-python.tar.gz is verified on every call (a fraction of a second)
+    and extracted to root/cifar-10-batches-py the first time. resources, mirror: as for `fetch`.
+    """
+    root = DATA if root is None else Path(root)
+    archive = fetch(CIFAR10_ARCHIVE, root, resources=resources, mirror=mirror, download=download)
+    folder = _extract(archive, root, CIFAR10_FOLDER)
+    train = [_read_cifar_batch(folder / f"data_batch_{i}") for i in range(1, 6)]
+    test_images, test_labels = _read_cifar_batch(folder / "test_batch")
+    label_names = _unpickle(folder / "batches.meta")[b"label_names"]
+    return ImageData(torch.cat([images for images, _ in train]), torch.cat([labels for _, labels in train]),
+                     test_images, test_labels, tuple(name.decode() for name in label_names))
+
+
+def _unpickle(path: Path) -> dict:
+    # Python 2 pickles with byte-string keys. Unpickling runs code, which is safe here only
+    # because the files come out of the verified archive.
+    with open(path, "rb") as f:
+        return pickle.load(f, encoding="bytes")
+
+
+def _read_cifar_batch(path: Path) -> tuple[Tensor, Tensor]:
+    """One CIFAR-10 batch file: images (n, 3, 32, 32) uint8 and labels (n,) int64."""
+    batch = _unpickle(path)
+    data, labels = batch[b"data"], batch[b"labels"]  # data (n, 3072): each row the R, G, B planes, 32×32 each
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels):
+        raise ValueError(f"{path}: expected uint8 data (n, 3072) and n labels, "
+                         f"got {data.dtype} {data.shape} and {len(labels)} labels")
+    return torch.from_numpy(data.reshape(-1, 3, 32, 32)), torch.tensor(labels, dtype=torch.int64)
+
+
+TINY_IMAGENET_ARCHIVE = "tiny-imagenet-200.zip"
+TINY_IMAGENET_FOLDER = "tiny-imagenet-200"
+TINY_IMAGENET_CACHE = "tiny-imagenet-200.decoded.pt"
+
+
+def load_tiny_imagenet(root: Path | str | None = None, download: bool = True, *,
+                       resources: dict[str, list[Resource]] | None = None,
+                       mirror: str | None = None) -> ImageData:
+    """Tiny ImageNet: 100,000 train images (500 for each of 200 classes) and, as the test split,
+    its 10,000 validation images; (N, 3, 64, 64), grayscale images repeated over the 3 channels.
+
+    Decoding 110,000 JPEGs takes a while, so the decoded tensors are cached in
+    root/tiny-imagenet-200.decoded.pt, labelled with the checksum of the archive they were
+    decoded from; later calls read the cache alone. The extracted tree root/tiny-imagenet-200
+    is only read: validation labels come from val/val_annotations.txt, nothing is moved.
+    resources, mirror: as for `fetch`.
+    """
+    root = DATA if root is None else Path(root)
+    table = load_checksums() if resources is None else resources
+    cache = root / TINY_IMAGENET_CACHE
+    if cache.is_file():
+        stored = torch.load(cache, weights_only=True)
+        if stored.get("archive") in {str(r) for r in table.get(TINY_IMAGENET_ARCHIVE, [])}:
+            return ImageData(**stored["data"])
+    archive = fetch(TINY_IMAGENET_ARCHIVE, root, resources=table, mirror=mirror, download=download)
+    source = matching(archive, table[TINY_IMAGENET_ARCHIVE])  # which accepted archive it is: the cache's label
+    data = _read_tiny_imagenet(_extract(archive, root, TINY_IMAGENET_FOLDER))
+    save_atomic({"archive": str(source), "data": vars(data)}, cache)
+    return data
+
+
+def _read_tiny_imagenet(tree: Path) -> ImageData:
+    """Decode an extracted Tiny ImageNet tree; class index = line of the wnid in wnids.txt."""
+    wnids = (tree / "wnids.txt").read_text().split()
+    label_of = {wnid: i for i, wnid in enumerate(wnids)}
+    train = []
+    for wnid in wnids:
+        files = sorted((tree / "train" / wnid / "images").glob("*.JPEG"))
+        if not files:
+            raise ValueError(f"{tree / 'train' / wnid / 'images'} holds no JPEG: the extracted tree is incomplete")
+        train += [(file, label_of[wnid]) for file in files]
+    # The validation images all lie in val/images; their classes are listed in val_annotations.txt.
+    annotations = tree / "val" / "val_annotations.txt"
+    test = []
+    for number, line in enumerate(annotations.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")  # file, wnid, then the bounding box x0, y0, x1, y1 (unused)
+        if len(fields) < 2 or fields[1] not in label_of:
+            raise ValueError(f"{annotations}:{number}: expected '<file>\\t<wnid of wnids.txt>\\t...', got {line!r}")
+        test.append((tree / "val" / "images" / fields[0], label_of[fields[1]]))
+    names = {}  # wnid -> "goldfish, Carassius auratus"; words.txt lists every ImageNet synset, and is optional
+    if (tree / "words.txt").is_file():
+        names = dict(line.split("\t", 1) for line in (tree / "words.txt").read_text().splitlines() if "\t" in line)
+    train_images, train_labels = _decode_jpegs(train, 64, "decode Tiny ImageNet train")
+    test_images, test_labels = _decode_jpegs(test, 64, "decode Tiny ImageNet val")
+    return ImageData(train_images, train_labels, test_images, test_labels,
+                     tuple(names.get(wnid, wnid).strip() for wnid in wnids))
+
+
+def _decode_jpegs(samples: list[tuple[Path, int]], size: int, desc: str) -> tuple[Tensor, Tensor]:
+    """(file, label) pairs as uint8 RGB images (n, 3, size, size) and int64 labels (n,)."""
+    images = torch.empty((len(samples), 3, size, size), dtype=torch.uint8)  # filled in place: no stacked copy
+    for i, (file, _) in enumerate(tqdm(samples, desc=desc, unit="img", mininterval=1.0)):
+        with Image.open(file) as image:
+            if image.size != (size, size):
+                raise ValueError(f"{file}: expected a {size}×{size} image, got {image.size[0]}×{image.size[1]}")
+            pixels = np.array(image.convert("RGB"))  # (size, size, 3); a grayscale JPEG: its plane three times
+        images[i] = torch.from_numpy(pixels).permute(2, 0, 1)
+    return images, torch.tensor([label for _, label in samples], dtype=torch.int64)
+
+
+FASHION_MNIST_FOLDER = "fashion-mnist"
+# Where system packages install Fashion-MNIST (Debian's dataset-fashion-mnist); read in place.
+FASHION_MNIST_SYSTEM_DIRS = (Path("/usr/share/datasets/fashion-mnist"),)
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+IDX_IMAGES, IDX_LABELS = 2051, 2049  # idx magic numbers: 0x08 (unsigned bytes) << 8 | number of dimensions
+
+
+def load_fashion_mnist(root: Path | str | None = None, download: bool = True, *,
+                       resources: dict[str, list[Resource]] | None = None, mirror: str | None = None,
+                       system_dirs: tuple[Path, ...] = FASHION_MNIST_SYSTEM_DIRS) -> ImageData:
+    """Fashion-MNIST: 60,000 train and 10,000 test grayscale images, (N, 1, 28, 28).
+
+    Each of the four idx files comes from the first folder holding a verified copy:
+    root/fashion-mnist, then `system_dirs` (read in place, not copied); otherwise it is
+    downloaded into root/fashion-mnist. resources, mirror: as for `fetch`.
+    """
+    root = DATA if root is None else Path(root)
+    table = load_checksums() if resources is None else resources
+    folders = (root / FASHION_MNIST_FOLDER, *map(Path, system_dirs))
+    splits = {}
+    for split in ("train", "t10k"):
+        images = _read_idx(_locate(f"{split}-images-idx3-ubyte.gz", folders, table, mirror, download), IDX_IMAGES)
+        labels = _read_idx(_locate(f"{split}-labels-idx1-ubyte.gz", folders, table, mirror, download), IDX_LABELS)
+        if images.shape[1:] != (28, 28) or len(images) != len(labels) or labels.max(initial=0) >= 10:
+            raise ValueError(f"Fashion-MNIST {split}: expected n 28×28 images and n labels in 0-9, got images "
+                             f"{images.shape} and {len(labels)} labels up to {labels.max(initial=0)}")
+        splits[split] = torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels).long()
+    return ImageData(*splits["train"], *splits["t10k"], FASHION_MNIST_CLASSES)
+
+
+def _locate(filename: str, folders: tuple[Path, ...], table: dict[str, list[Resource]],
+            mirror: str | None, download: bool) -> Path:
+    """The first verified copy of `filename` in `folders`, else `fetch` it into the first folder."""
+    for folder in folders:
+        if verify(folder / filename, table.get(filename, [])):
+            return folder / filename
+    return fetch(filename, folders[0], resources=table, mirror=mirror, download=download)
+
+
+def _read_idx(path: Path, magic: int) -> np.ndarray:
+    """A gzipped idx file (the MNIST format) as uint8: (n, rows, cols) images or (n,) labels.
+
+    An idx file is a big-endian header, the magic number and then each dimension's size as
+    4-byte integers, followed by the values as unsigned bytes."""
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    ndim = magic & 0xFF
+    header = 4 * (1 + ndim)
+    if len(data) < header or int.from_bytes(data[:4], "big") != magic:
+        raise ValueError(f"{path}: not an idx file of {'images' if magic == IDX_IMAGES else 'labels'} "
+                         f"(expected the magic number {magic}, found {int.from_bytes(data[:4], 'big')})")
+    shape = tuple(np.frombuffer(data, ">u4", count=ndim, offset=4).tolist())
+    if len(data) - header != math.prod(shape):
+        raise ValueError(f"{path}: the header announces {shape} = {math.prod(shape)} values, "
+                         f"the file holds {len(data) - header}: truncated or malformed")
+    return np.frombuffer(data, np.uint8, offset=header).reshape(shape).copy()  # copy: frombuffer is read-only
+
+
+def _extract(archive: Path, root: Path, folder: str) -> Path:
+    """root/folder, extracted from `archive` (a verified .zip or tar) unless it exists already.
+
+    The archive is unpacked into a temporary folder beside it and `folder` then renamed into
+    place, so a half-extracted tree (an interrupted first run) is never mistaken for data."""
+    target = root / folder
+    if target.is_dir():
+        return target
+    staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{folder}.", suffix=".extracting"))
+    try:
+        if archive.suffix == ".zip":
+            with zipfile.ZipFile(archive) as zip_file:
+                zip_file.extractall(staging)  # zipfile strips absolute paths and ".." from member names
+        else:
+            with tarfile.open(archive) as tar:
+                tar.extractall(staging, filter="data")  # refuses absolute paths, "..", links out, devices
+        if not (staging / folder).is_dir():
+            raise ValueError(f"{archive} holds no folder {folder}/")
+        try:
+            os.replace(staging / folder, target)
+        except OSError:
+            if not target.is_dir():  # else another process extracted it meanwhile
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+# ---------------------------------------------------------------------------------------
+# Choosing a data set for an experiment's profile
+# ---------------------------------------------------------------------------------------
+
+def synthetic_images(classes: int = 10, per_class: int = 40, test_per_class: int = 10, size: int = 32,
+                     seed: int = 0) -> ImageData:
+    """A small image set generated in memory (no download), for the smoke profiles.
+
+    Each class has its own smooth random texture; an image is its class's texture under
+    a random brightness and contrast, plus pixel noise, so content is learnable but not
+    trivial."""
+    generator = torch.Generator().manual_seed(seed)
+    textures = torch.nn.functional.interpolate(torch.rand(classes, 3, 4, 4, generator=generator), size=size,
+                                               mode="bilinear", align_corners=False)
+
+    def draw(count: int) -> tuple[Tensor, Tensor]:
+        labels = torch.arange(classes).repeat_interleave(count)
+        gain = 0.5 + torch.rand(len(labels), 1, 1, 1, generator=generator)
+        noise = 0.15 * torch.randn(len(labels), 3, size, size, generator=generator)
+        images = (textures[labels] * gain + noise).clamp(0, 1)
+        return (images * 255).round().to(torch.uint8), labels
+
+    train_images, train_labels = draw(per_class)
+    test_images, test_labels = draw(test_per_class)
+    return ImageData(train_images, train_labels, test_images, test_labels,
+                     tuple(f"texture {k}" for k in range(classes)))
+
+
+def per_class_subset(data: ImageData, per_class: int = 0, test_per_class: int = 0) -> ImageData:
+    """The first `per_class` training and `test_per_class` test images of every class (0: all)."""
+    def first(labels: Tensor, count: int) -> Tensor:
+        if not count:
+            return torch.arange(len(labels))
+        order = torch.argsort(labels, stable=True)
+        grouped = labels[order]
+        rank = torch.arange(len(labels)) - torch.searchsorted(grouped, grouped)   # position within its class
+        return order[rank < count].sort().values
+
+    train, test = first(data.train_labels, per_class), first(data.test_labels, test_per_class)
+    return ImageData(data.train_images[train], data.train_labels[train], data.test_images[test],
+                     data.test_labels[test], data.classes)
+
+
+def load_image_data(name: str, per_class: int = 0, test_per_class: int = 0) -> ImageData:
+    """An experiment's data set by name, optionally cut to its first images of every class."""
+    if name == "synthetic":
+        return synthetic_images(per_class=per_class or 40, test_per_class=test_per_class or 10)
+    loaders = {"cifar10": load_cifar10, "tiny_imagenet": load_tiny_imagenet, "fashion_mnist": load_fashion_mnist}
+    if name not in loaders:
+        raise ValueError(f"unknown data set {name!r}; choose one of {', '.join([*loaders, 'synthetic'])}")
+    return per_class_subset(loaders[name](), per_class, test_per_class)

@@ -309,9 +309,9 @@ class SCRUB(WithTeacher):
     def objective(self, epoch, retain, forget):
         if epoch % 2 == 0 or epoch >= self.epochs - self.config.t_gd:
             outputs = self.model(retain.inputs)
-            kl = batch_mean(kl_to_teacher(outputs, self.teacher_outputs(retain)))
+            kl = batch_mean(kl_to_teacher(self.task.clamp(outputs), self.teacher_outputs(retain)))
             return self.task.loss(outputs, retain.targets) + self.config.lambda_reg * kl
-        kl = batch_mean(kl_to_teacher(self.model(forget.inputs), self.teacher_outputs(forget)))
+        kl = batch_mean(kl_to_teacher(self.task.clamp(self.model(forget.inputs)), self.teacher_outputs(forget)))
         return -self.config.lambda_ga * kl
 
 
@@ -326,7 +326,8 @@ class NPO(WithTeacher):
         beta = self.config.lambda_reg
         reference = as_heads(self.teacher_outputs(forget))
         total = 0
-        for out, ref, labels in zip(as_heads(self.model(forget.inputs)), reference, as_heads(forget.targets)):
+        outputs = as_heads(self.task.clamp(self.model(forget.inputs)))
+        for out, ref, labels in zip(outputs, reference, as_heads(forget.targets)):
             # log(1 + r^β) = softplus(β·log r), r the likelihood ratio: stable for any r.
             log_ratio = _label_log_prob(out, labels) - _label_log_prob(ref, labels)
             total = total + (2 / beta) * batch_mean(F.softplus(beta * log_ratio))

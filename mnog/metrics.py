@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from mnog.colors import render
 from mnog.ensemble import Ensemble
 
 
@@ -18,3 +19,18 @@ def sup_error(model: nn.Module, x: Tensor) -> Tensor:
     error = (model(inputs) - torch.sin(inputs)).abs().amax(dim=(-2, -1))
     model.train(was_training)
     return error
+
+
+@torch.no_grad()
+def color_accuracy(model: nn.Module, images: Tensor, palette, norm, batch_size: int = 1000) -> float:
+    """Representation Collapse's metric (SPEC §8): every test image is shown in each palette
+    color; a prediction is correct when it names the color shown. Fraction over all."""
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for color in range(len(palette)):
+        for part in images.split(batch_size):
+            colors = torch.full((len(part),), color, device=part.device)
+            correct += int((model(render(part, colors, palette, norm)).argmax(-1) == color).sum())
+    model.train(was_training)
+    return correct / (len(images) * len(palette))

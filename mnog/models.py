@@ -23,23 +23,35 @@ def mlp(width: int = 300, hidden_layers: int = 2, inputs: int = 1, outputs: int 
 class ColorResNet(nn.Module):
     """A torchvision ResNet trunk with one linear head per task (SPEC §6).
 
-    depth 18: 3×3 stride-1 first convolution and no max-pool (32×32 inputs);
-    depth 50: the standard stem. heads=(10, 3) gives (content class, color) logits;
-    heads=(10,) a single head, whose logits are returned as a tensor, not a tuple."""
+    depth 18: a 3×3 stride-1 first convolution and no max-pool (32×32 inputs), as the
+    authors replace them after construction; `width` scales every layer's channels
+    (64 is torchvision's ResNet-18; the CPU profiles use 16). depth 50: torchvision's
+    ResNet-50 unchanged, optionally from its ImageNet weights (`imagenet=True`, SPEC §7).
+    heads=(10, 3) gives (content class, color) logits; a single head's logits come back
+    as a tensor, several heads' as a tuple."""
 
-    def __init__(self, depth: int = 18, heads: tuple[int, ...] = (10, 3)):
+    def __init__(self, depth: int = 18, heads: tuple[int, ...] = (10, 3), width: int = 64,
+                 imagenet: bool = False):
         super().__init__()
         if depth not in (18, 50):
             raise ValueError(f"depth must be 18 or 50, got {depth}")
-        self.depth, self.head_sizes = depth, tuple(heads)
-        trunk = torchvision.models.resnet18() if depth == 18 else torchvision.models.resnet50()
+        if depth == 50 and width != 64:
+            raise ValueError("ColorResNet-50 has torchvision's widths; width applies to depth 18")
+        self.config = {"depth": depth, "heads": tuple(heads), "width": width, "imagenet": imagenet}
         if depth == 18:
-            trunk.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+            if imagenet:
+                raise ValueError("only ColorResNet-50 starts from ImageNet weights (SPEC §6)")
+            trunk = _ResNet18(width)
+            trunk.conv1 = nn.Conv2d(3, width, kernel_size=3, stride=1, padding=1, bias=False)
             trunk.maxpool = nn.Identity()
-        features = trunk.fc.in_features
+        else:
+            trunk = torchvision.models.resnet50()
+            if imagenet:
+                trunk.load_state_dict(imagenet_resnet50_weights())
+        features = 8 * width if depth == 18 else trunk.fc.in_features
         trunk.fc = nn.Identity()
         self.trunk = trunk
-        self.heads = nn.ModuleList(nn.Linear(features, size) for size in self.head_sizes)
+        self.heads = nn.ModuleList(nn.Linear(features, size) for size in heads)
 
     def forward(self, x):
         features = self.trunk(x)
@@ -47,8 +59,32 @@ class ColorResNet(nn.Module):
         return outputs if len(outputs) > 1 else outputs[0]
 
     def reset_parameters(self) -> None:
-        """torchvision's constructor initialization (not each layer's reset_parameters)."""
-        self.load_state_dict(ColorResNet(self.depth, self.head_sizes).to(next(self.parameters()).device).state_dict())
+        """A freshly constructed model's parameters (Retrain), as the authors' code."""
+        fresh = ColorResNet(**self.config).to(next(self.parameters()).device)
+        self.load_state_dict(fresh.state_dict())
+
+
+def imagenet_resnet50_weights() -> dict:
+    """torchvision's ResNet50_Weights.IMAGENET1K_V1, fetched into $MNOG_DATA and verified
+    against checksums.txt like every other download (mnog.download.fetch)."""
+    from mnog.datasets import DATA
+    from mnog.download import fetch
+    url = torchvision.models.ResNet50_Weights.IMAGENET1K_V1.url
+    return torch.load(fetch(url.rsplit("/", 1)[1], DATA), map_location="cpu", weights_only=True)
+
+
+class _ResNet18(torchvision.models.ResNet):
+    """torchvision's ResNet-18 with every layer's channels scaled by width / 64."""
+
+    def __init__(self, width: int):
+        self.width = width
+        super().__init__(torchvision.models.resnet.BasicBlock, [2, 2, 2, 2])
+        self.bn1 = nn.BatchNorm2d(width)
+
+    def _make_layer(self, block, planes, blocks, stride=1, dilate=False):
+        if planes == 64:                      # layer1: its input is the stem's `width` channels
+            self.inplanes = self.width
+        return super()._make_layer(block, planes * self.width // 64, blocks, stride, dilate)
 
 
 @torch.no_grad()

@@ -1,11 +1,13 @@
 """Our numbers beside the paper's: tolerance checks and rendering.
 
-`paper_tables/<table>.csv` holds, per cell, the paper's value (median and central range)
-and a `check`, the rule our value must satisfy:
+`paper_tables/<table>.csv` holds, per cell, the paper's value — median and central range
+(`median, low, high`) or mean and standard error (`mean, se`) — and a `check`, the rule
+our value must satisfy:
 
     overlap       our central range and the paper's overlap
     range         our median lies inside the paper's central range [low, high]
     at_least:<v>  our median is at least v (GA's divergence at T = 1000)
+    sigma:<k>     our mean is within k combined standard errors, k·√(se² + se_paper²)
 
 and `expected`: "pass", or "deviation" for a cell where we know and document (README,
 "Known deviations") that we do not reproduce the paper. A deviation is still checked and
@@ -15,11 +17,13 @@ turn the result into markdown; nothing parses stdout.
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import pandas as pd
 from tabulate import tabulate
 
-from mnog.results import ROOT
+from mnog.results import ROOT, write_text
 
 PAPER_TABLES = ROOT / "paper_tables"
 
@@ -29,19 +33,29 @@ def load_paper_table(name: str) -> pd.DataFrame:
 
 
 def check(rule: str, ours: pd.Series, paper: pd.Series) -> bool:
-    """Whether our row (median, low, high) satisfies `rule` against the paper's row."""
+    """Whether our row satisfies `rule` against the paper's row (both with the table's stats)."""
     if rule == "overlap":
         return bool(ours["low"] <= paper["high"] and paper["low"] <= ours["high"])
     if rule == "range":
         return bool(paper["low"] <= ours["median"] <= paper["high"])
     if rule.startswith("at_least:"):
         return bool(ours["median"] >= float(rule.removeprefix("at_least:")))
+    if rule.startswith("sigma:"):
+        band = float(rule.removeprefix("sigma:")) * math.hypot(ours["se"], paper["se"])
+        return bool(abs(ours["mean"] - paper["mean"]) <= band)
     raise ValueError(f"unknown check {rule!r} in a paper table")
 
 
 def describe(rule: str) -> str:
+    if rule.startswith("sigma:"):
+        return f"within {rule.removeprefix('sigma:')} combined SE"
     return {"overlap": "ranges overlap", "range": "median in paper's range"}.get(
         rule, f"median ≥ {rule.removeprefix('at_least:')}")
+
+
+def stats(paper: pd.DataFrame) -> tuple[str, ...]:
+    """The statistics a paper table reports: ("mean", "se") or ("median", "low", "high")."""
+    return ("mean", "se") if "se" in paper.columns else ("median", "low", "high")
 
 
 def compare(ours: pd.DataFrame, paper: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -49,8 +63,9 @@ def compare(ours: pd.DataFrame, paper: pd.DataFrame, keys: list[str]) -> pd.Data
 
     Adds `pass` (the check holds) and `ok` (it holds, or the cell is a known deviation)."""
     merged = paper.merge(ours, on=keys, how="left", suffixes=("_paper", ""))
-    paper_part = lambda row: pd.Series({k: row[f"{k}_paper"] for k in ("median", "low", "high")})  # noqa: E731
-    merged["pass"] = [not pd.isna(row["median"]) and check(row["check"], row, paper_part(row))
+    names = stats(paper)
+    paper_part = lambda row: pd.Series({k: row[f"{k}_paper"] for k in names})  # noqa: E731
+    merged["pass"] = [not pd.isna(row[names[0]]) and check(row["check"], row, paper_part(row))
                       for _, row in merged.iterrows()]
     merged["ok"] = merged["pass"] | (merged["expected"] == "deviation")
     return merged
@@ -67,28 +82,54 @@ def fmt(x: float) -> str:
     return f"{x:.3g}" if abs(x) >= 10 else f"{x:.2f}"
 
 
-def cell(median: float, low: float, high: float) -> str:
-    return f"{fmt(median)} ({fmt(low)}, {fmt(high)})"
+def cell(row, names: tuple[str, ...], suffix: str = "") -> str:
+    """"median (low, high)" or "mean ± se", from row[name + suffix]."""
+    values = [row[f"{n}{suffix}"] for n in names]
+    if names[0] == "mean":  # percentages, printed as the paper does: 49.1 ± 6.1
+        return f"{values[0]:.1f} ± {values[1]:.1f}" if not pd.isna(values[0]) else "—"
+    return f"{fmt(values[0])} ({fmt(values[1])}, {fmt(values[2])})"
 
 
-def comparison_markdown(comparison: pd.DataFrame, keys: list[str]) -> str:
+def comparison_markdown(comparison: pd.DataFrame, keys: list[str], names: tuple[str, ...]) -> str:
     def mark(row):
         if row["expected"] == "deviation":
             return "✗ known deviation" if not row["pass"] else "✓ (known deviation not seen)"
         return "✓" if row["pass"] else "✗"
-    rows = [[*(row[k] for k in keys), cell(row["median"], row["low"], row["high"]),
-             cell(row["median_paper"], row["low_paper"], row["high_paper"]), describe(row["check"]), mark(row)]
-            for _, row in comparison.iterrows()]
+    rows = [[*(row[k] for k in keys), cell(row, names), cell(row, names, "_paper"), describe(row["check"]),
+             mark(row)] for _, row in comparison.iterrows()]
     return tabulate(rows, headers=[*keys, "ours", "paper", "tolerance", "pass"], tablefmt="github")
 
 
-def wide_markdown(table: pd.DataFrame, index: str, columns: str, order: list[str]) -> str:
+def wide_markdown(table: pd.DataFrame, index: list[str], columns: str, order: list[str],
+                  names: tuple[str, ...]) -> str:
     """Our table in the paper's layout: one row per `index`, one column per method."""
-    cells = table.assign(cell=[cell(r["median"], r["low"], r["high"]) for _, r in table.iterrows()])
+    cells = table.assign(cell=[cell(r, names) for _, r in table.iterrows()])
     wide = cells.pivot(index=index, columns=columns, values="cell").reindex(columns=order)
-    return tabulate(wide.reset_index().values.tolist(), headers=[index, *wide.columns], tablefmt="github")
+    return tabulate(wide.reset_index().values.tolist(), headers=[*index, *wide.columns], tablefmt="github")
 
 
 def claims_markdown(claims: list[tuple[str, bool, str]]) -> str:
     return tabulate([[text, "✓" if ok else "✗", detail] for text, ok, detail in claims],
                     headers=["paper claim", "holds", "our numbers"], tablefmt="github")
+
+
+def publish(out: Path, table: str, title: str, caption: str, best: pd.DataFrame, comparison: pd.DataFrame,
+            keys: list[str], order: list[str], names: tuple[str, ...], claims: list[tuple[str, bool, str]],
+            enforce: bool) -> int:
+    """Write <table>.csv, comparison.csv and <table>.md to `out`, print the markdown, and
+    return the exit status: 1 when a cell (known deviations aside) or a claim fails and
+    `enforce` is set, else 0."""
+    out.mkdir(parents=True, exist_ok=True)
+    best.to_csv(out / f"{table}.csv", index=False)
+    comparison.to_csv(out / "comparison.csv", index=False)
+    index = [k for k in keys if k != "method"]
+    text = "\n\n".join([f"# {title}", caption, wide_markdown(best, index, "method", order, names),
+                         "Beside the paper:", comparison_markdown(comparison, keys, names),
+                         "Claims:", claims_markdown(claims)])
+    write_text(out / f"{table}.md", text + "\n")
+    print(text)
+    failed = int((~comparison["ok"]).sum()) + sum(not ok for _, ok, _ in claims)
+    if failed and enforce:
+        print(f"\n{failed} check(s) failed (tolerances: paper_tables/)", file=sys.stderr)
+        return 1
+    return 0

@@ -116,14 +116,15 @@ def central_range(values: np.ndarray) -> tuple[float, float]:
     return float(ordered[k]), float(ordered[len(ordered) - 1 - k])
 
 
-def summarize(records: list[dict], metric: str) -> pd.DataFrame:
+def summarize(records: list[dict], metric: str, higher_is_better: bool = False) -> pd.DataFrame:
     """One row per (method, epochs, config): n, median, central range, mean, standard error.
 
-    A diverged run (NaN metric) counts as +inf, the worst possible value."""
+    A diverged run (NaN metric) counts as the worst possible value (±inf)."""
+    worst = -math.inf if higher_is_better else math.inf
     rows = [{"method": r["method"], "epochs": r["epochs"], "config": json.dumps(r["config"], sort_keys=True),
-             "trial": r["trial"], "value": _value(r, metric)} for r in records]
+             "trial": r["trial"], "value": _value(r, metric, worst)} for r in records]
     if not rows:
-        return pd.DataFrame(columns=["method", "epochs", "config", "n", "median", "low", "high", "mean", "sem"])
+        return pd.DataFrame(columns=["method", "epochs", "config", "n", "median", "low", "high", "mean", "se"])
     out = []
     for (method, epochs, config), group in pd.DataFrame(rows).groupby(["method", "epochs", "config"], sort=False):
         values = group.sort_values("trial")["value"].to_numpy(float)
@@ -131,21 +132,22 @@ def summarize(records: list[dict], metric: str) -> pd.DataFrame:
         finite = values[np.isfinite(values)]
         out.append({"method": method, "epochs": epochs, "config": config, "n": len(values),
                     "median": float(np.median(values)), "low": low, "high": high,
-                    "mean": float(finite.mean()) if len(finite) == len(values) else math.inf,
-                    "sem": float(finite.std(ddof=1) / np.sqrt(len(finite))) if len(finite) > 1 else math.nan,
+                    "mean": float(finite.mean()) if len(finite) == len(values) else worst,
+                    "se": float(finite.std(ddof=1) / np.sqrt(len(finite))) if len(finite) > 1 else math.nan,
                     "values": values.tolist()})
     return pd.DataFrame(out)
 
 
-def _value(record: dict, metric: str) -> float:
+def _value(record: dict, metric: str, worst: float) -> float:
     value = (record.get("metrics") or {}).get(metric)
-    return math.inf if value is None or not math.isfinite(value) else float(value)
+    return worst if value is None or not math.isfinite(value) else float(value)
 
 
-def select_best(summary: pd.DataFrame, n: int) -> pd.DataFrame:
-    """Per (method, epochs): the configuration with the lowest median over its n trials,
-    ties broken by the narrower central range (as the authors' code); only configurations
-    with all n trials compete."""
-    complete = summary[summary["n"] == n].assign(width=lambda d: d["high"] - d["low"])
-    best = complete.sort_values(["median", "width"]).groupby(["method", "epochs"], sort=False).head(1)
-    return best.drop(columns="width").sort_values(["epochs", "method"]).reset_index(drop=True)
+def select_best(summary: pd.DataFrame, n: int, by: str = "median", higher_is_better: bool = False) -> pd.DataFrame:
+    """Per (method, epochs): the configuration with the best `by` ("median" or "mean") over
+    its n trials, ties broken by the narrower central range (as the authors' code); only
+    configurations with all n trials compete."""
+    complete = summary[summary["n"] == n].assign(width=lambda d: d["high"] - d["low"],
+                                                 key=lambda d: -d[by] if higher_is_better else d[by])
+    best = complete.sort_values(["key", "width"]).groupby(["method", "epochs"], sort=False).head(1)
+    return best.drop(columns=["width", "key"]).sort_values(["epochs", "method"]).reset_index(drop=True)

@@ -41,10 +41,20 @@ class Task:
     """
 
     name: str
+    # The image experiments clamp logits to ±30 inside every unlearning loss, as the
+    # authors' code does (its MAX_LOGIT_THRESHOLD); None leaves outputs untouched.
+    logit_clamp: float | None = None
 
     def __post_init__(self):
         if self.name not in ("mse", "cross_entropy"):
             raise ValueError(f"unknown loss {self.name!r}; choose 'mse' or 'cross_entropy'")
+
+    def clamp(self, outputs: Outputs) -> Outputs:
+        """Outputs as the losses see them (clamped logits when logit_clamp is set)."""
+        if self.logit_clamp is None:
+            return outputs
+        heads = tuple(o.clamp(-self.logit_clamp, self.logit_clamp) for o in as_heads(outputs))
+        return heads if isinstance(outputs, (tuple, list)) else heads[0]
 
     @property
     def is_classifier(self) -> bool:
@@ -52,7 +62,7 @@ class Task:
 
     def per_sample_loss(self, outputs: Outputs, targets: Targets) -> Tensor:
         """Loss of each sample, summed over heads: shape (..., N)."""
-        outputs, targets = as_heads(outputs), as_heads(targets)
+        outputs, targets = as_heads(self.clamp(outputs)), as_heads(targets)
         if len(outputs) != len(targets):
             raise ValueError(f"the model has {len(outputs)} heads but the targets have {len(targets)}")
         if self.is_classifier:

@@ -1,14 +1,18 @@
 """Training the models that are later unlearned, with atomic checkpoints and resume."""
 from __future__ import annotations
 
+import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from mnog.tasks import Task
+from mnog.colors import ColoredImages
+from mnog.tasks import Task, as_heads
 
 
 def save_atomic(obj, path: Path) -> None:
@@ -44,3 +48,135 @@ def train_full_batch(model: nn.Module, inputs: Tensor, targets: Tensor, task: Ta
                          "optimizer": optimizer.state_dict()}, checkpoint)
     if checkpoint is not None:
         checkpoint.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------------------
+# Image classifiers (SPEC §7, §8)
+# ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SGDConfig:
+    """SGD with momentum and a step schedule: lr × gamma every `step_size` epochs."""
+    lr: float
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    step_size: int = 20
+    gamma: float = 0.1
+    batch_size: int = 256
+
+
+@dataclass(frozen=True)
+class Phase:
+    """`epochs` epochs over `data`; `head_weights` scales each head's loss (e.g. (1, 0): the
+    class loss only, as Tiny ImageNet's first 10 epochs); `augment` as in SPEC §7."""
+    data: ColoredImages
+    epochs: int
+    head_weights: tuple[float, ...] | None = None
+    augment: bool = False
+
+
+def train_classifier(model: nn.Module, phases: list[Phase], sgd: SGDConfig, *, seed: int,
+                     checkpoint: Path | None = None, amp: bool = True, channels_last: bool = True,
+                     compile: bool = False, deterministic: bool = False, desc: str = "train") -> None:
+    """Train in place through `phases` with one SGD optimizer and one step schedule spanning
+    all of them (the authors' warm start shares both with the main phase).
+
+    Loss per batch: mean over samples of weight_i · Σ_h head_weight_h · CE_h. Batches are
+    drawn by a seeded permutation of GPU-resident uint8 images and rendered on the fly;
+    on CUDA the forward and backward run in bf16 autocast and channels-last layout, and
+    `compile` runs them through torch.compile. `deterministic` makes CUDA reproduce
+    bit for bit (slower). With `checkpoint`, everything (model, optimizer, schedule, RNG,
+    position) is saved atomically after every epoch and a later call resumes from the
+    last save."""
+    device = next(model.parameters()).device
+    optimizer = torch.optim.SGD(model.parameters(), lr=sgd.lr, momentum=sgd.momentum, weight_decay=sgd.weight_decay)
+    schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=sgd.step_size, gamma=sgd.gamma)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    done = 0  # epochs finished, over all phases
+    if checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        generator.set_state(state["generator"].cpu())
+        done = state["epochs_done"]
+    cuda = device.type == "cuda"
+    if channels_last and cuda:
+        model.to(memory_format=torch.channels_last)
+    if deterministic:
+        torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    forward = torch.compile(model) if compile else model
+    total = sum(p.epochs for p in phases)
+    bar = tqdm(total=total, initial=done, desc=desc, unit="epoch", dynamic_ncols=True)
+    epoch = 0
+    for phase in phases:
+        for _ in range(phase.epochs):
+            epoch += 1
+            if epoch <= done:
+                continue
+            loss = _train_epoch(model, forward, phase, optimizer, sgd.batch_size, generator, amp=amp and cuda,
+                                channels_last=channels_last and cuda)
+            schedule.step()
+            bar.update()
+            bar.set_postfix_str(f"loss {loss:.3f} lr {schedule.get_last_lr()[0]:.2g}")
+            if checkpoint is not None and epoch < total:
+                save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                             "schedule": schedule.state_dict(), "generator": generator.get_state(),
+                             "epochs_done": epoch}, checkpoint)
+    bar.close()
+    if deterministic:
+        torch.use_deterministic_algorithms(False)
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)
+    model.to(memory_format=torch.contiguous_format)
+
+
+def _train_epoch(model, forward, phase: Phase, optimizer, batch_size: int, generator, *, amp: bool,
+                 channels_last: bool) -> float:
+    """One epoch; `forward` is the model itself or its torch.compile'd version."""
+    model.train()
+    data = phase.data
+    device = data.images.device
+    order = torch.randperm(len(data), generator=generator, device=device)
+    head_weights = phase.head_weights
+    total, count = torch.zeros((), device=device), 0
+    for index in order.split(batch_size):
+        inputs = data.inputs(index)
+        if phase.augment:
+            inputs = random_resized_crop_flip(inputs, generator)
+        if channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            outputs = as_heads(forward(inputs))
+        targets = as_heads(data.targets(index))
+        weights = head_weights or (1.0,) * len(outputs)
+        per_sample = sum(w * F.cross_entropy(o.float(), t, reduction="none")
+                         for w, o, t in zip(weights, outputs, targets) if w)
+        loss = (per_sample * data.sample_weights(index)).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.detach() * len(index)
+        count += len(index)
+    return float(total) / count
+
+
+def random_resized_crop_flip(images: Tensor, generator: torch.Generator, scale=(0.7, 1.0),
+                             ratio=(3 / 4, 4 / 3)) -> Tensor:
+    """torchvision's RandomResizedCrop(size, scale) + RandomHorizontalFlip, drawn per image
+    and applied to the whole batch at once by one affine resampling (bilinear)."""
+    n, device = len(images), images.device
+    uniform = lambda lo, hi: lo + (hi - lo) * torch.rand(n, generator=generator, device=device)  # noqa: E731
+    area = uniform(*scale)
+    aspect = torch.exp(uniform(math.log(ratio[0]), math.log(ratio[1])))
+    width = torch.sqrt(area * aspect).clamp(max=1.0)     # fractions of the image side
+    height = torch.sqrt(area / aspect).clamp(max=1.0)
+    center_x = (uniform(0, 1) * (1 - width) + width / 2) * 2 - 1
+    center_y = (uniform(0, 1) * (1 - height) + height / 2) * 2 - 1
+    flip = torch.where(torch.rand(n, generator=generator, device=device) < 0.5, -1.0, 1.0)
+    theta = torch.zeros(n, 2, 3, device=device, dtype=images.dtype)
+    theta[:, 0, 0], theta[:, 0, 2] = width * flip, center_x
+    theta[:, 1, 1], theta[:, 1, 2] = height, center_y
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)

@@ -96,3 +96,19 @@ def test_a_killed_sweep_resumes_where_it_stopped(tmp_path):
     assert final[:len(survived)] == survived                  # finished records were kept, not recomputed
     keys = [json.loads(line)["key"] for line in final]
     assert len(keys) == len(set(keys)) > len(survived)
+
+
+def test_table2_smoke_runs_every_method_on_a_synthetic_image_set(tmp_path):
+    proc = run("table2_representation_collapse", tmp_path)
+    out = tmp_path / "table2" / "smoke"
+    best = pd.read_csv(out / "table2.csv")
+    assert set(best["method"]) == {"Retrain", "MinNorm-OG", "GD", "GA", "NGP", "NGD", "Ridge", "L1Sparse", "SCRUB",
+                                   "NPO", "SalUn"}
+    assert ((0 <= best["mean"]) & (best["mean"] <= 100)).all() and (best["n"] == 2).all()
+    comparison = pd.read_csv(out / "comparison.csv")
+    assert len(comparison) == 11 and set(comparison["check"]) == {"sigma:3"}
+    config = json.loads((out / "config.json").read_text())
+    assert set(config["references"]) == {"1", "2"}
+    assert "Representation Collapse" in proc.stdout and "MinNorm-OG is the best unlearning method" in proc.stdout
+    cached = list((tmp_path / "cache").glob("collapse-*.pt"))
+    assert len(cached) == 4                                   # θ* and GT of both trials, reused by a re-run

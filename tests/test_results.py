@@ -131,5 +131,5 @@ def test_compare_marks_failing_cells_and_known_deviations():
     assert result.loc["GD", "pass"] and result.loc["GD", "ok"]
     assert not result.loc["GA", "pass"] and not result.loc["GA", "ok"]
     assert not result.loc["NGP", "pass"] and result.loc["NGP", "ok"]     # failing, but documented
-    text = comparison_markdown(result.reset_index(), ["epochs", "method"])
+    text = comparison_markdown(result.reset_index(), ["epochs", "method"], ("median", "low", "high"))
     assert "✗ known deviation" in text and text.count("✗") == 2

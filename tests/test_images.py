@@ -1,0 +1,155 @@
+"""Colored copies, the image classifiers' training loop and the color-accuracy metric."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mnog import training
+from mnog.colors import CIFAR_NORM, ERASURE_RGB, PALETTE, ColoredImages, colorize, concat, luminance, render
+from mnog.metrics import color_accuracy
+from mnog.models import ColorResNet
+from mnog.training import Phase, SGDConfig, random_resized_crop_flip, train_classifier
+
+
+def pil_palette_copy(image: np.ndarray, rgb) -> np.ndarray:
+    """The authors' ColorTransform10, with PIL: L scaled per channel by c / 255."""
+    gray = Image.fromarray(image).convert("L")
+    channels = [gray.point(lambda p, c=c: p * (c / 255)) for c in rgb]
+    return np.asarray(Image.merge("RGB", channels))
+
+
+def pil_erasure_copy(image: np.ndarray, color: str) -> np.ndarray:
+    """The authors' ColorTransform: gray (L, L, L), red (L, 0, 0), green (0, L, 0)."""
+    gray = Image.fromarray(image).convert("L")
+    zero = Image.new("L", gray.size)
+    bands = {"gray": (gray, gray, gray), "red": (gray, zero, zero), "green": (zero, gray, zero)}[color]
+    return np.asarray(Image.merge("RGB", bands))
+
+
+@pytest.fixture
+def rgb_images():
+    return torch.randint(0, 256, (12, 3, 9, 7), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+
+
+def test_luminance_is_pils_convert_L(rgb_images):
+    for image, ours in zip(rgb_images, luminance(rgb_images)):
+        assert (np.asarray(Image.fromarray(image.permute(1, 2, 0).numpy()).convert("L")) == ours[0].numpy()).all()
+
+
+def test_palette_copies_equal_the_authors_pil_transform(rgb_images):
+    for k, rgb in enumerate(PALETTE):
+        ours = colorize(rgb_images, torch.full((len(rgb_images),), k), PALETTE)
+        for image, mine in zip(rgb_images, ours):
+            assert (pil_palette_copy(image.permute(1, 2, 0).numpy(), rgb) == mine.permute(1, 2, 0).numpy()).all(), k
+
+
+def test_gray_red_green_copies_equal_the_authors_pil_transform(rgb_images):
+    for k, name in enumerate(("gray", "red", "green")):
+        ours = colorize(rgb_images, torch.full((len(rgb_images),), k), ERASURE_RGB)
+        for image, mine in zip(rgb_images, ours):
+            assert (pil_erasure_copy(image.permute(1, 2, 0).numpy(), name) == mine.permute(1, 2, 0).numpy()).all()
+
+
+def test_render_normalizes_and_colors_per_image(rgb_images):
+    colors = torch.arange(len(rgb_images)) % 10
+    x = render(rgb_images, colors, PALETTE, CIFAR_NORM)
+    assert x.shape == (12, 3, 9, 7) and x.dtype == torch.float32
+    assert x.min() >= -1 and x.max() <= 1
+    blue = colors == 2                       # blue: red and green channels are 0 → normalized −1
+    assert (x[blue][:, :2] == -1).all()
+
+
+def test_one_channel_images_are_their_own_luminance():
+    images = torch.randint(0, 256, (4, 1, 5, 5), dtype=torch.uint8)
+    red = colorize(images, torch.zeros(4, dtype=torch.long), PALETTE)
+    assert (red[:, 0] == images[:, 0]).all() and (red[:, 1:] == 0).all()
+
+
+def tiny_set(n=64, classes=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % classes
+    images = torch.randint(0, 256, (n, 3, 8, 8), dtype=torch.uint8, generator=g)
+    return ColoredImages(images, colors=labels, labels=labels, palette=PALETTE, norm=CIFAR_NORM,
+                         weights=torch.rand(n, generator=g))
+
+
+def test_concat_and_take_keep_everything_aligned():
+    a, b = tiny_set(8), tiny_set(4, seed=1)
+    both = concat(a, b)
+    assert len(both) == 12 and torch.equal(both.weights[8:], b.weights) and torch.equal(both.images[:8], a.images)
+    part = both.take(torch.tensor([9, 0]))
+    assert torch.equal(part.images[0], b.images[1]) and torch.equal(part.targets(), torch.tensor([1, 0]))
+
+
+def test_training_resumes_from_its_checkpoint_exactly(tmp_path, monkeypatch):
+    data = tiny_set()
+    sgd = SGDConfig(lr=0.05, step_size=1, gamma=0.5, batch_size=16)
+    phases = [Phase(data, 1), Phase(data, 2, head_weights=(1.0,))]
+
+    def model():
+        torch.manual_seed(0)
+        return ColorResNet(18, heads=(4,), width=4)
+
+    straight = model()
+    train_classifier(straight, phases, sgd, seed=3)
+
+    interrupted, checkpoint = model(), tmp_path / "ckpt.pt"
+    calls = {"n": 0}
+    real_epoch = training._train_epoch
+
+    def crash_on_third(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(training, "_train_epoch", crash_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier(interrupted, phases, sgd, seed=3, checkpoint=checkpoint)
+    monkeypatch.setattr(training, "_train_epoch", real_epoch)
+    assert checkpoint.exists()
+    resumed = model()
+    train_classifier(resumed, phases, sgd, seed=3, checkpoint=checkpoint)
+    assert not checkpoint.exists()
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_training_learns_and_the_schedule_spans_the_phases():
+    data = tiny_set(n=128)
+    net = ColorResNet(18, heads=(4,), width=8)
+    before = color_accuracy(net, data.images, PALETTE[:4], CIFAR_NORM)
+    sgd = SGDConfig(lr=0.05, step_size=2, gamma=0.1, batch_size=32)
+    train_classifier(net, [Phase(data, 2), Phase(data, 4)], sgd, seed=0)
+    # Class k is shown in color k: a model that learned the colors names them.
+    assert color_accuracy(net, data.images, PALETTE[:4], CIFAR_NORM) > max(before, 0.6)
+
+
+def test_random_resized_crop_keeps_shape_and_flips():
+    images = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
+    out = random_resized_crop_flip(images, torch.Generator().manual_seed(0))
+    assert out.shape == images.shape and torch.isfinite(out).all()
+    identity = random_resized_crop_flip(images, torch.Generator().manual_seed(1), scale=(1.0, 1.0), ratio=(1.0, 1.0))
+    assert any(torch.allclose(o, i, atol=1e-4) or torch.allclose(o, i.flip(-1), atol=1e-4)
+               for o, i in zip(identity, images))
+
+
+def test_color_accuracy_counts_predictions_of_the_color_shown():
+    class ColorReader(torch.nn.Module):
+        """Predicts the palette color from the mean channel values (a perfect color model)."""
+        def forward(self, x):
+            rgb = ((x.mean((2, 3)) * 0.5 + 0.5) > 0.25).float()              # channels on/off
+            palette = (torch.tensor(PALETTE[:3]) > 0).float()
+            return -torch.cdist(rgb, palette)
+
+    images = torch.full((5, 3, 4, 4), 200, dtype=torch.uint8)
+    assert color_accuracy(ColorReader(), images, PALETTE[:3], CIFAR_NORM) == 1.0
+
+
+def test_narrow_resnet_scales_every_layer():
+    net = ColorResNet(18, heads=(10, 3), width=16)
+    assert net.trunk.conv1.out_channels == 16 and net.trunk.layer4[1].conv2.out_channels == 128
+    outputs = net(torch.randn(2, 3, 28, 28))
+    assert [o.shape for o in outputs] == [(2, 10), (2, 3)]
+    full = ColorResNet(18, heads=(10,))
+    assert sum(p.numel() for p in full.trunk.parameters()) == 11_168_832   # torchvision's ResNet-18 trunk
