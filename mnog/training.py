@@ -75,6 +75,23 @@ class Phase:
     augment: bool = False
 
 
+def label_erasure_recipe(dataset: str, data: ColoredImages, epochs: int = 100) -> tuple[SGDConfig, list[Phase]]:
+    """SPEC §7's training of Label Erasure's initial and ground-truth models on `data`.
+
+    CIFAR-10 (ColorResNet-18): SGD lr 3e-2, momentum 0.9, weight decay 5e-4, batch 256,
+    lr × 0.1 at epoch 50, loss = class CE + color CE. Tiny ImageNet (ColorResNet-50 from
+    ImageNet weights): RandomResizedCrop(64, scale 0.7-1.0) + flip, SGD lr 0.1, momentum
+    0.9, weight decay 1e-4, batch 512, lr × 0.3 every 25 epochs; the class loss alone for
+    the first 10 epochs, then class + color."""
+    if dataset == "cifar10":
+        return (SGDConfig(lr=3e-2, weight_decay=5e-4, step_size=epochs // 2, gamma=0.1, batch_size=256),
+                [Phase(data, epochs)])
+    if dataset == "tiny_imagenet":
+        return (SGDConfig(lr=0.1, weight_decay=1e-4, step_size=epochs // 4, gamma=0.3, batch_size=512),
+                [Phase(data, 10, head_weights=(1.0, 0.0), augment=True), Phase(data, epochs - 10, augment=True)])
+    raise ValueError(f"SPEC §7 trains on cifar10 or tiny_imagenet, not {dataset!r}")
+
+
 def train_classifier(model: nn.Module, phases: list[Phase], sgd: SGDConfig, *, seed: int,
                      checkpoint: Path | None = None, amp: bool = True, channels_last: bool = True,
                      compile: bool = False, deterministic: bool = False, desc: str = "train") -> None:

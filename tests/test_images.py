@@ -153,3 +153,27 @@ def test_narrow_resnet_scales_every_layer():
     assert [o.shape for o in outputs] == [(2, 10), (2, 3)]
     full = ColorResNet(18, heads=(10,))
     assert sum(p.numel() for p in full.trunk.parameters()) == 11_168_832   # torchvision's ResNet-18 trunk
+
+
+def test_label_erasure_recipes_follow_spec_7():
+    data = tiny_set(8)
+    sgd, phases = training.label_erasure_recipe("cifar10", data)
+    assert (sgd.lr, sgd.weight_decay, sgd.batch_size, sgd.step_size, sgd.gamma) == (3e-2, 5e-4, 256, 50, 0.1)
+    assert [p.epochs for p in phases] == [100]
+    sgd, phases = training.label_erasure_recipe("tiny_imagenet", data)
+    assert (sgd.lr, sgd.weight_decay, sgd.batch_size, sgd.step_size, sgd.gamma) == (0.1, 1e-4, 512, 25, 0.3)
+    assert [(p.epochs, p.head_weights, p.augment) for p in phases] == [(10, (1.0, 0.0), True), (90, None, True)]
+    with pytest.raises(ValueError, match="cifar10 or tiny_imagenet"):
+        training.label_erasure_recipe("fashion_mnist", data)
+
+
+def test_a_zero_head_weight_trains_that_head_not_at_all():
+    labels = torch.arange(32) % 4
+    data = ColoredImages(torch.randint(0, 256, (32, 3, 8, 8), dtype=torch.uint8), colors=labels % 3,
+                         labels=(labels, labels % 3), palette=ERASURE_RGB, norm=CIFAR_NORM)
+    net = ColorResNet(18, heads=(4, 3), width=4)
+    color_head = net.heads[1].weight.detach().clone()
+    class_head = net.heads[0].weight.detach().clone()
+    train_classifier(net, [Phase(data, 1, head_weights=(1.0, 0.0))], SGDConfig(lr=0.1, weight_decay=0.0,
+                                                                                batch_size=8), seed=0)
+    assert torch.equal(net.heads[1].weight, color_head) and not torch.equal(net.heads[0].weight, class_head)
