@@ -7,12 +7,32 @@ VENV        := .venv
 PYTHON      := $(VENV)/bin/python
 PROFILE     ?= auto
 export PROFILE
+# Extra options for the target's script, e.g. ARGS="--executor ray --address HOST:PORT" or "--workers 4".
+ARGS        ?=
+# Where the scripts write (mnog/results.py reads the same variable).
+RESULTS     := $(or $(MNOG_RESULTS),results)
+# Runs one target's script and records its wall time and exit status in
+# $(RESULTS)/<target>/<profile>/run.json, for the report's provenance.
+RUN          = $(PYTHON) -m artifact.report run
+UV_VERSION  := 0.13.9
+
+ERASURE := figure6 figure7 figure8 figure9 figure10 figure11 figure12 figure13 figure14
+# Every table and figure, in the order `make all` runs them: the figures of Table 5 reuse its
+# records, Figure 2 reuses Figures 6 and 7's, and Table 3 times Figure 7's models.
+TARGETS := table5 figure1 figure3 figure4 figure5 table2 figure6 figure7 figure2 \
+           figure8 figure9 figure10 figure11 figure12 figure13 figure14 table3
+# What a finished target's results depend on: rerun when the code or the paper's numbers change.
+SOURCES := $(filter-out artifact/report.py,$(wildcard mnog/*.py artifact/*.py)) $(wildcard paper_tables/*)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test table5 table2 figure1 figure3 figure4 figure5 smoke bench all clean
+.PHONY: help venv test table5 table2 table3 figure1 figure2 figure3 figure4 figure5 $(ERASURE) smoke bench \
+        all finished report check data verify lock clean
+# One experiment at a time: each script already uses every core (or the GPU).
+.NOTPARALLEL:
 
 help: ## List the targets with their paper labels
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9_-]+:.*## / {printf "  make %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9_ -]+:.*## / {n = split($$1, t, " "); name = n > 1 ? t[1] "…" t[n] : t[1]; \
+		printf "  make %-16s %s\n", name, $$2}' $(MAKEFILE_LIST)
 	@echo "  PROFILE=smoke|cpu|paper (now: $(PROFILE))"
 
 $(VENV)/.installed: pyproject.toml
@@ -27,27 +47,79 @@ test: venv ## Run the test suite (CI runs exactly this)
 	$(PYTHON) -m pytest -q
 
 table5: venv ## Table 5 (= Table 1): Data Poisoning, sup-norm error of every method
-	$(PYTHON) -m artifact.table5_data_poisoning
+	$(RUN) $@ -- $(PYTHON) -m artifact.table5_data_poisoning $(ARGS)
 
 table2: venv ## Table 2 (= Table 17): Representation Collapse, color accuracy of every method
-	$(PYTHON) -m artifact.table2_representation_collapse
+	$(RUN) $@ -- $(PYTHON) -m artifact.table2_representation_collapse $(ARGS)
+
+table3: venv ## Table 3: seconds per unlearning epoch of every method (Label Erasure)
+	$(RUN) $@ -- $(PYTHON) -m artifact.table3_runtime $(ARGS)
+
+figure2: venv ## Figure 2: Label Erasure frontiers, CIFAR-10 (Fig. 6's setting) and Tiny ImageNet (Fig. 7's)
+	$(RUN) $@ -- $(PYTHON) -m artifact.figure2_label_erasure --figure 2 $(ARGS)
+
+figure6 figure7 figure8 figure9 figure10 figure11 figure12 figure13 figure14: venv ## Figures 6-14: Label Erasure, one setting each
+	$(RUN) $@ -- $(PYTHON) -m artifact.figure2_label_erasure --figure $(@:figure%=%) $(ARGS)
 
 figure1: venv ## Figure 1: Data Poisoning fits of every method, T = 100
-	$(PYTHON) -m artifact.figure1_data_poisoning_fits --epochs 100 --name figure1
+	$(RUN) $@ -- $(PYTHON) -m artifact.figure1_data_poisoning_fits --epochs 100 --name figure1 $(ARGS)
 
 figure3: venv ## Figure 3: Data Poisoning fits, T = 10
-	$(PYTHON) -m artifact.figure1_data_poisoning_fits --epochs 10 --name figure3
+	$(RUN) $@ -- $(PYTHON) -m artifact.figure1_data_poisoning_fits --epochs 10 --name figure3 $(ARGS)
 
 figure4: venv ## Figure 4: Data Poisoning fits, T = 100 (the appendix copy of Figure 1)
-	$(PYTHON) -m artifact.figure1_data_poisoning_fits --epochs 100 --name figure4
+	$(RUN) $@ -- $(PYTHON) -m artifact.figure1_data_poisoning_fits --epochs 100 --name figure4 $(ARGS)
 
 figure5: venv ## Figure 5: Data Poisoning fits, T = 1000
-	$(PYTHON) -m artifact.figure1_data_poisoning_fits --epochs 1000 --name figure5
+	$(RUN) $@ -- $(PYTHON) -m artifact.figure1_data_poisoning_fits --epochs 1000 --name figure5 $(ARGS)
 
-all: table5 table2 figure1 figure3 figure4 figure5 ## Every table and figure above, at PROFILE
+# `make all` resolves the profile once (printing it), runs every target whose results are
+# missing or older than the code, keeps going past a failed one (-k), always writes the
+# report, and fails if any target failed.
+all: venv ## Every table and figure above at PROFILE, skipping finished ones; then `make report`
+	@profile=$$($(PYTHON) -m artifact.report profile) || exit 1; \
+	todo=; for t in $(TARGETS); do \
+		$(MAKE) --no-print-directory -q PROFILE=$$profile $(RESULTS)/$$t/$$profile/.done || todo="$$todo $$t"; done; \
+	echo "make all: profile $$profile; to run:$${todo:- nothing (all finished)}"; \
+	status=0; $(MAKE) --no-print-directory -k PROFILE=$$profile finished || status=1; \
+	$(MAKE) --no-print-directory PROFILE=$$profile report || status=1; \
+	exit $$status
 
-smoke: ## Every target at the smoke profile (about a minute)
-	$(MAKE) table5 table2 figure1 PROFILE=smoke
+# A target is finished when its script exited 0 at this profile (the stamp .done).
+finished: $(TARGETS:%=$(RESULTS)/%/$(PROFILE)/.done)
+
+# (Through SUBMAKE: a recipe line naming $(MAKE) itself would run even under `make -q`, which
+# `make all` uses to list what is left.)
+SUBMAKE = $(MAKE) --no-print-directory
+$(RESULTS)/%/$(PROFILE)/.done: $(SOURCES) | $(VENV)/.installed
+	$(SUBMAKE) $*
+	@mkdir -p $(@D) && touch $@
+
+report: venv ## Write results/REPORT.md and REPORT.html: ours beside the paper's, claims, provenance
+	$(PYTHON) -m artifact.report write
+
+check: venv ## Exit non-zero if a stored tolerance or claim fails (reads results/, runs nothing)
+	$(PYTHON) -m artifact.report check
+
+smoke: ## Kick the tires: one target of each experiment at the smoke profile, then its report
+	$(MAKE) table5 table2 figure1 figure6 table3 PROFILE=smoke
+	$(MAKE) report PROFILE=smoke
+
+# CHECKSUMS=<file> reads another checksums table (the tests use one); MNOG_DATA moves data/,
+# MNOG_MIRROR=<url> downloads <url>/<file name> instead of each file's own URL.
+data: venv ## Download and verify every data set and weight file of checksums.txt (into data/)
+	$(PYTHON) -m mnog.download fetch $(if $(CHECKSUMS),--checksums $(CHECKSUMS))
+
+verify: venv ## Re-check the files of checksums.txt already present; fails on a corrupt one
+	$(PYTHON) -m mnog.download verify $(if $(CHECKSUMS),--checksums $(CHECKSUMS))
+
+# uv resolves for the image's platform (Linux x86_64, CPython 3.11) from any machine. It keeps
+# the versions already locked; `make lock LOCK_FLAGS=--upgrade` moves everything to the newest.
+lock: venv ## Regenerate requirements.lock (versions and SHA-256 hashes) from pyproject.toml
+	$(VENV)/bin/pip install --quiet uv==$(UV_VERSION)
+	$(VENV)/bin/uv pip compile pyproject.toml --quiet --generate-hashes --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock" \
+		--output-file requirements.lock $(LOCK_FLAGS)
 
 bench: venv ## Speed benchmarks (prints tables; see benchmarks/)
 	$(PYTHON) -m benchmarks.bench_projection
@@ -55,4 +127,4 @@ bench: venv ## Speed benchmarks (prints tables; see benchmarks/)
 	$(PYTHON) -m benchmarks.bench_images
 
 clean: ## Remove results/ (keeps data/ and .venv/)
-	rm -rf results
+	rm -rf $(RESULTS)

@@ -17,6 +17,7 @@ Writes results/<name>/<profile>/: <name>.png, <name>.pdf, <name>.csv (every plot
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -46,6 +47,17 @@ class Config:
 PROFILES = {profile: Config() for profile in table5.PROFILES}
 
 
+@contextlib.contextmanager
+def torch_threads(count: int | None):
+    """Run the block with `count` torch threads (None: unchanged)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count or before)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def main(argv=None) -> int:
     cfg, profile = parse_config(Config, PROFILES, __doc__.split("\n")[0], argv)
     t5 = table5.PROFILES[profile]
@@ -59,9 +71,9 @@ def main(argv=None) -> int:
     best = select_best(summarize(records, "sup_error"), n=t5.trials)
     best = best[best["epochs"] == cfg.epochs].set_index("method")
     configs = {m: json.loads(best.loc[m, "config"]) for m in table5.METHODS if m in best.index}
-    recorded = {r["method"]: r["metrics"]["sup_error"] for r in records
-                if r["epochs"] == cfg.epochs and r["trial"] == cfg.trial and r["metrics"]
-                and r["config"] == configs.get(r["method"])}
+    stored = {r["method"]: r for r in records if r["epochs"] == cfg.epochs and r["trial"] == cfg.trial
+              and r["metrics"] and r["config"] == configs.get(r["method"])}
+    recorded = {m: r["metrics"]["sup_error"] for m, r in stored.items()}
 
     x = table5.PROBLEM.test_grid(t5.test_points)
     member = table5.seeds(t5).index(cfg.trial)
@@ -69,7 +81,11 @@ def main(argv=None) -> int:
               "poisoned": _fit(poisoned, member, x)}
     errors = {}
     for method, config in configs.items():
-        model = table5.unlearn(t5, poisoned, Job.of(method, cfg.epochs, config), table5.seeds(t5))
+        # The float sums, and so the last digits, depend on the thread count: refit with the
+        # record's (a sweep worker may have used fewer threads than this process has).
+        threads = stored[method]["provenance"].get("threads") if method in stored else None
+        with torch_threads(threads):
+            model = table5.unlearn(t5, poisoned, Job.of(method, cfg.epochs, config), table5.seeds(t5))
         curves[method] = _fit(model, member, x)
         errors[method] = float(sup_error(model, x)[member])
         if method in recorded and not math.isclose(errors[method], recorded[method], rel_tol=1e-4):

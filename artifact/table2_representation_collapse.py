@@ -25,7 +25,6 @@ comparison.csv, config.json. Exits 1 if a cell misses its tolerance or a claim f
 """
 from __future__ import annotations
 
-import copy
 import json
 import sys
 from dataclasses import dataclass, replace
@@ -37,24 +36,23 @@ import mnog
 from mnog.colors import CIFAR_NORM, PALETTE, ColoredImages, concat
 from mnog.config import field, parse_config
 from mnog.datasets import load_image_data
+from mnog.executors import from_config, job_device
 from mnog.metrics import color_accuracy
 from mnog.models import ColorResNet
 from mnog.report import PAPER_TABLES, compare, load_paper_table, publish
 from mnog.results import RESULTS, RecordStore, provenance, stable_hash, write_json
-from mnog.sweep import Job, method_grid, run_sweep, select_best, summarize
+from mnog.sweep import (ImageSweepConfig, Job, Runner, method_grid, run_sweep, select_best, summarize,
+                        unlearned_copy)
 from mnog.tasks import Task
-from mnog.training import Phase, SGDConfig, save_atomic, train_classifier
+from mnog.training import Phase, SGDConfig, train_cached
 
 METHODS = ("Retrain", "MinNorm-OG", "GD", "GA", "NGP", "NGD", "Ridge", "L1Sparse", "SCRUB", "NPO", "SalUn")
 MEAN = ("mean", "se")  # Table 17 reports means and standard errors
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(ImageSweepConfig):  # + trials, grid_values, n_pert, device, --executor ... (mnog.sweep)
     dataset: str = field("cifar10", "cifar10, fashion_mnist or synthetic")
-    per_class: int = field(0, "training images per class (0: all)")
-    test_per_class: int = field(0, "test images per class for color accuracy (0: all)")
-    width: int = field(64, "channels of ColorResNet-18's first layer (64: torchvision's)")
     p_forget: float = field(0.01, "fraction of each class copied off-color into D_f (p)")
     warm_epochs: int = field(20, "warm-start epochs on gray images")
     initial_epochs: int = field(50, "epochs on D_r ∪ D_f for θ*")
@@ -64,13 +62,7 @@ class Config:
     batch_size: int = field(256, "training and unlearning batch size")
     rows: tuple[str, ...] = field(("0.001:5", "0.001:10", "0.001:15", "0.01:5", "0.01:10"),
                                   "rows of Table 17 as p_retain:T")
-    trials: int = field(5, "number of trials (new D_f, θ*, GT and D'_r each)")
-    first_seed: int = field(1, "trials use seeds first_seed, first_seed + 1, ...")
     methods: tuple[str, ...] = field(METHODS, "methods to run")
-    grid_values: int = field(0, "keep at most this many values per grid axis (0: all)")
-    n_pert: int = field(0, "MinNorm-OG's n_pert (0: the grid's 50)")
-    logit_clamp: float = field(30.0, "logits are clamped to ±this in unlearning losses (authors' code)")
-    device: str = field("auto", "torch device; auto: cuda when available")
     enforce: bool = field(True, "exit 1 when a cell misses its tolerance or a claim fails")
 
 
@@ -126,7 +118,8 @@ def gray(data: ColoredImages) -> ColoredImages:
 
 # -- θ* and the ground-truth model, cached by everything that determines them ---------------
 
-def trained_models(cfg: Config, retain: ColoredImages, forget: ColoredImages, seed: int):
+def trained_models(cfg: Config, retain: ColoredImages, forget: ColoredImages, seed: int, train: bool = True):
+    """θ* and GT of one trial, trained once and cached (train=False: only loaded, as in the sweep's workers)."""
     spec = {"dataset": cfg.dataset, "per_class": cfg.per_class, "width": cfg.width, "p_forget": cfg.p_forget,
             "warm": cfg.warm_epochs, "initial": cfg.initial_epochs, "gt": cfg.gt_epochs, "lr": cfg.lr,
             "lr_step": cfg.lr_step, "batch": cfg.batch_size, "seed": seed, "mnog": mnog.__version__}
@@ -136,20 +129,62 @@ def trained_models(cfg: Config, retain: ColoredImages, forget: ColoredImages, se
     for name, phases in [("initial", [Phase(gray(retain), cfg.warm_epochs), Phase(concat(retain, forget),
                                                                                    cfg.initial_epochs)]),
                          ("gt", [Phase(replace(retain, weights=None), cfg.gt_epochs)])]:
+        file = path.with_name(f"{path.stem}-{name}.pt")
+        if not train and not file.exists():
+            raise FileNotFoundError(f"no cached {name} model at {file}: the driver trains it before the sweep, and "
+                                    f"workers on other machines need the driver's results folder at the same path")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            models[name] = ColorResNet(18, heads=(len(PALETTE),), width=cfg.width).to(retain.images.device)
-        file = path.with_name(f"{path.stem}-{name}.pt")
-        if file.exists():
-            models[name].load_state_dict(torch.load(file, map_location=retain.images.device, weights_only=True))
-            continue
-        train_classifier(models[name], phases, sgd, seed=seed, checkpoint=file.with_suffix(".ckpt"),
-                         desc=f"trial {seed}: {name} model")
-        save_atomic(models[name].state_dict(), file)
+            model = ColorResNet(18, heads=(len(PALETTE),), width=cfg.width).to(retain.images.device)
+        models[name] = train_cached(file, model, phases, sgd, seed=seed, desc=f"trial {seed}: {name} model")
     return models["initial"], models["gt"]
 
 
-# -- the sweep --------------------------------------------------------------------------------
+def load_trials(cfg: Config, train: bool = True) -> tuple[torch.Tensor, dict[int, tuple]]:
+    """The test images and, per trial seed, (θ*, GT, D_r, D_f) on cfg's device; θ* and GT
+    trained once and cached (train=False: only loaded)."""
+    dev = device(cfg)
+    data = load_image_data(cfg.dataset, per_class=cfg.per_class, test_per_class=cfg.test_per_class)
+    trials = {}
+    for seed in seeds(cfg):
+        retain, forget = collapse_sets(cfg, data.train_images, data.train_labels, seed)
+        retain, forget = retain.to(dev), forget.to(dev)
+        trials[seed] = (*trained_models(cfg, retain, forget, seed, train=train), retain, forget)
+    return data.test_images.to(dev), trials
+
+
+def record_setting(cfg: Config, p_retain: float) -> dict:
+    """Everything besides (method, T, configuration, trial) that determines a record."""
+    return {"experiment": "table2", "mnog": mnog.__version__, "dataset": cfg.dataset, "per_class": cfg.per_class,
+            "test_per_class": cfg.test_per_class, "width": cfg.width, "p_forget": cfg.p_forget,
+            "epochs": (cfg.warm_epochs, cfg.initial_epochs, cfg.gt_epochs), "lr": cfg.lr, "lr_step": cfg.lr_step,
+            "batch_size": cfg.batch_size, "logit_clamp": cfg.logit_clamp, "device": device(cfg).type,
+            "p_retain": p_retain}
+
+
+# -- the sweep: one job = one (method, T, configuration) on the missing trials ------------------
+
+def trials_for_jobs(context: tuple[Config, float]):
+    """What every job needs, loaded once per worker process: the test images and each
+    trial's θ* (from the cache), D_r and D_f."""
+    cfg, _ = context
+    test_images, trials = load_trials(cfg, train=False)
+    return test_images, {seed: (initial, (retain.inputs(), retain.targets()), (forget.inputs(), forget.targets()))
+                         for seed, (initial, _, retain, forget) in trials.items()}
+
+
+def color_accuracies(context: tuple[Config, float], shared, job: Job, trial_seeds: list[int]) -> dict[int, dict]:
+    """One job: each trial's θ* unlearned by `job` (D_f, a p_retain fraction of D_r), and its color accuracy."""
+    cfg, p_retain = context
+    test_images, trials = shared
+    task = Task("cross_entropy", logit_clamp=cfg.logit_clamp)
+    results = {}
+    for seed in trial_seeds:
+        model = unlearned_copy(job, record_setting(cfg, p_retain), seed, *trials[seed], task,
+                               batch_size=cfg.batch_size, p_retain=p_retain)
+        results[seed] = {"color_accuracy": 100 * color_accuracy(model, test_images, PALETTE, CIFAR_NORM)}
+    return results
+
 
 def main(argv=None) -> int:
     cfg, profile = parse_config(Config, PROFILES, __doc__.split("\n")[0], argv)
@@ -157,52 +192,33 @@ def main(argv=None) -> int:
     out = RESULTS / "table2" / profile
     print(f"Table 2 · profile {profile} · {cfg.dataset} · {cfg.trials} trials · rows {cfg.rows} · device {dev}")
 
-    data = load_image_data(cfg.dataset, per_class=cfg.per_class, test_per_class=cfg.test_per_class)
-    test_images = data.test_images.to(dev)
-    task = Task("cross_entropy", logit_clamp=cfg.logit_clamp)
-    grids = json.loads((PAPER_TABLES / "tables18_22.json").read_text())
-    setting = {"experiment": "table2", "mnog": mnog.__version__, "dataset": cfg.dataset, "per_class": cfg.per_class,
-               "test_per_class": cfg.test_per_class, "width": cfg.width, "p_forget": cfg.p_forget,
-               "epochs": (cfg.warm_epochs, cfg.initial_epochs, cfg.gt_epochs), "lr": cfg.lr, "lr_step": cfg.lr_step,
-               "batch_size": cfg.batch_size, "logit_clamp": cfg.logit_clamp, "device": dev.type}
-
-    trials, references = {}, {}
-    for seed in seeds(cfg):
-        retain, forget = collapse_sets(cfg, data.train_images, data.train_labels, seed)
-        retain, forget = retain.to(dev), forget.to(dev)
-        initial, gt = trained_models(cfg, retain, forget, seed)
-        references[seed] = {"initial": 100 * color_accuracy(initial, test_images, PALETTE, CIFAR_NORM),
-                            "gt": 100 * color_accuracy(gt, test_images, PALETTE, CIFAR_NORM)}
-        trials[seed] = (initial, (retain.inputs(), retain.targets()), (forget.inputs(), forget.targets()))
+    test_images, trials = load_trials(cfg)  # trains θ* and GT of every trial once (then cached)
+    references = {seed: {"initial": 100 * color_accuracy(initial, test_images, PALETTE, CIFAR_NORM),
+                         "gt": 100 * color_accuracy(gt, test_images, PALETTE, CIFAR_NORM)}
+                  for seed, (initial, gt, _, _) in trials.items()}
+    del test_images, trials  # the sweep's jobs load their own copies, wherever they run
     print("color accuracy (%) of θ* and GT per trial:",
           ", ".join(f"{s}: {r['initial']:.1f} / {r['gt']:.1f}" for s, r in references.items()))
+    grids = json.loads((PAPER_TABLES / "tables18_22.json").read_text())
+    setting = {k: v for k, v in record_setting(cfg, 0.0).items() if k != "p_retain"}
     write_json(out / "config.json", {"profile": profile, "config": cfg, "setting": setting,
                                      "references": references, "provenance": provenance()})
 
     store = RecordStore(RESULTS / "table2" / "records.jsonl")
+    job_cfg = replace(cfg, device=job_device(cfg, dev))  # the driver's choice of device, for every worker
     best_rows = []
-    for p_retain, epochs in rows(cfg):
-        axes = dict(grids[f"{p_retain:g}:{epochs}"])
-        if cfg.n_pert:
-            axes["n_pert"] = [cfg.n_pert]
-        jobs = [Job.of(m, epochs, hp) for m in cfg.methods for hp in method_grid(m, axes, cfg.grid_values)]
-        row_setting = {**setting, "p_retain": p_retain}
-
-        def run(job: Job, trial_seeds: list[int]) -> dict[int, dict[str, float]]:
-            results = {}
-            for seed in trial_seeds:
-                initial, retain_set, forget_set = trials[seed]
-                model = copy.deepcopy(initial)
-                mnog.unlearn(model, job.method, forget=forget_set, retain=retain_set, loss=task, epochs=job.epochs,
-                             batch_size=cfg.batch_size, p_retain=p_retain,
-                             seed=int(job.key(row_setting, seed), 16) % 2**63, **job.config)
-                results[seed] = {"color_accuracy": 100 * color_accuracy(model, test_images, PALETTE, CIFAR_NORM)}
-            return results
-
-        records = run_sweep(jobs, seeds(cfg), run, store, row_setting, desc=f"table2 {p_retain:g}:{epochs}")
-        summary = summarize(records, "color_accuracy", higher_is_better=True)
-        best = select_best(summary, n=cfg.trials, by="mean", higher_is_better=True)
-        best_rows.append(best.assign(retain_pct=100 * p_retain))
+    with from_config(cfg, gpu=dev.type == "cuda") as executor:
+        for p_retain, epochs in rows(cfg):
+            axes = dict(grids[f"{p_retain:g}:{epochs}"])
+            if cfg.n_pert:
+                axes["n_pert"] = [cfg.n_pert]
+            jobs = [Job.of(m, epochs, hp) for m in cfg.methods for hp in method_grid(m, axes, cfg.grid_values)]
+            records = run_sweep(jobs, seeds(cfg), Runner(trials_for_jobs, color_accuracies, (job_cfg, p_retain)),
+                                store, record_setting(cfg, p_retain), desc=f"table2 {p_retain:g}:{epochs}",
+                                executor=executor)
+            summary = summarize(records, "color_accuracy", higher_is_better=True)
+            best = select_best(summary, n=cfg.trials, by="mean", higher_is_better=True)
+            best_rows.append(best.assign(retain_pct=100 * p_retain))
 
     best = pd.concat(best_rows, ignore_index=True)
     keys = ["retain_pct", "epochs", "method"]
@@ -239,4 +255,7 @@ def claims(best) -> list[tuple[str, bool, str]]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # The importable module's main, not __main__'s: Ray's workers then find this script's
+    # functions and Config by module name (pickled by reference, not by value).
+    from artifact.table2_representation_collapse import main as importable_main
+    sys.exit(importable_main())

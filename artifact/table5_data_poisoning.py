@@ -34,11 +34,12 @@ import torch
 import mnog
 from mnog.config import field, parse_config
 from mnog.datasets import SinePoisoning
+from mnog.executors import ExecutorConfig, from_config
 from mnog.metrics import sup_error
 from mnog.models import mlp
 from mnog.report import PAPER_TABLES, compare, load_paper_table, publish
 from mnog.results import RESULTS, RecordStore, provenance, stable_hash, write_json
-from mnog.sweep import Job, method_grid, run_sweep, select_best, summarize
+from mnog.sweep import Job, Runner, method_grid, run_sweep, select_best, summarize
 from mnog.tasks import get_task
 from mnog.training import save_atomic, train_full_batch
 
@@ -46,7 +47,7 @@ METHODS = ("Retrain", "MinNorm-OG", "GD", "GA", "NGP", "NGD", "Ridge", "L1Sparse
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(ExecutorConfig):  # --executor, --workers, --address: where the sweep's jobs run
     trials: int = field(10, "number of trials")
     first_seed: int = field(1, "trials use seeds first_seed, first_seed + 1, ...")
     width: int = field(300, "hidden width of the 1-300-300-1 MLP")
@@ -86,8 +87,9 @@ def setting(cfg: Config) -> dict:
 
 # -- the poisoned models θ* ---------------------------------------------------------------
 
-def poisoned_models(cfg: Config) -> mnog.Ensemble:
-    """θ* of every trial, as one Ensemble; trained once, then cached by configuration hash."""
+def poisoned_models(cfg: Config, train: bool = True) -> mnog.Ensemble:
+    """θ* of every trial, as one Ensemble; trained once, then cached by configuration hash
+    (train=False: only loaded, as in the sweep's workers)."""
     spec = {"problem": PROBLEM, "width": cfg.width, "epochs": cfg.train_epochs, "lr": cfg.train_lr,
             "seeds": seeds(cfg), "device": cfg.device, "flush_denormal": FLUSH_DENORMAL}
     path = RESULTS / "cache" / f"poisoned-{stable_hash(spec)}.pt"
@@ -95,6 +97,9 @@ def poisoned_models(cfg: Config) -> mnog.Ensemble:
     if path.exists():
         model.load_state_dict(torch.load(path, map_location=cfg.device, weights_only=True)["model"])
         return model
+    if not train:
+        raise FileNotFoundError(f"no cached θ* at {path}: the driver trains it before the sweep, and workers on "
+                                f"other machines need the driver's results folder at the same path")
     retain, forget = _trials(cfg)
     inputs = torch.cat([retain[0], forget[0]], 1)    # D_r ∪ D_f: (E, 55, 1)
     targets = torch.cat([retain[1], forget[1]], 1)
@@ -141,14 +146,25 @@ def sweep(cfg: Config, profile: str) -> tuple[mnog.Ensemble, list[dict]]:
     poisoned = poisoned_models(cfg)
     grid = PROBLEM.test_grid(cfg.test_points).to(cfg.device)
     print("poisoned models θ*: sup error", " ".join(f"{e:.2f}" for e in sup_error(poisoned, grid).tolist()))
-
-    def run(job: Job, trials: list[int]) -> dict[int, dict[str, float]]:
-        errors = sup_error(unlearn(cfg, poisoned, job, trials), grid)
-        return {t: {"sup_error": float(e)} for t, e in zip(trials, errors.tolist())}
-
     # One store for every profile: records are keyed by everything that determines them.
     store = RecordStore(RESULTS / "table5" / "records.jsonl")
-    return poisoned, run_sweep(jobs(cfg), seeds(cfg), run, store, setting(cfg), desc=f"table5 [{profile}]")
+    with from_config(cfg, gpu=torch.device(cfg.device).type == "cuda") as executor:
+        records = run_sweep(jobs(cfg), seeds(cfg), Runner(poisoned_and_grid, sup_errors, cfg), store, setting(cfg),
+                            desc=f"table5 [{profile}]", executor=executor)
+    return poisoned, records
+
+
+def poisoned_and_grid(cfg: Config) -> tuple[mnog.Ensemble, torch.Tensor]:
+    """What every job needs, loaded once per worker process: θ* (from the cache) and the test grid."""
+    return poisoned_models(cfg, train=False), PROBLEM.test_grid(cfg.test_points).to(cfg.device)
+
+
+def sup_errors(cfg: Config, shared: tuple[mnog.Ensemble, torch.Tensor], job: Job,
+               trials: list[int]) -> dict[int, dict[str, float]]:
+    """One job: θ* of `trials` unlearned by `job`, and each trial's sup error."""
+    poisoned, grid = shared
+    errors = sup_error(unlearn(cfg, poisoned, job, trials), grid)
+    return {t: {"sup_error": float(e)} for t, e in zip(trials, errors.tolist())}
 
 
 # -- the paper's qualitative claims -----------------------------------------------------------
@@ -187,4 +203,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # The importable module's main, not __main__'s: Ray's workers then find this script's
+    # functions and Config by module name (pickled by reference, not by value).
+    from artifact.table5_data_poisoning import main as importable_main
+    sys.exit(importable_main())

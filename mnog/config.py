@@ -36,6 +36,7 @@ def parse_config(cls: type[C], profiles: dict[str, C], description: str,
         kind = hints[field.name]
         flag = "--" + field.name.replace("_", "-")
         helptext = field.metadata.get("help", "")
+        choices = field.metadata.get("choices")
         if kind is bool:
             parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction,
                                 default=None, help=helptext)
@@ -43,16 +44,19 @@ def parse_config(cls: type[C], profiles: dict[str, C], description: str,
             item = typing.get_args(kind)[0]
             parser.add_argument(flag, dest=field.name, type=item, nargs="+", default=None, help=helptext)
         else:
-            parser.add_argument(flag, dest=field.name, type=kind, default=None, help=helptext)
+            parser.add_argument(flag, dest=field.name, type=kind, default=None, choices=choices, help=helptext)
     args = parser.parse_args(argv)
     profile = auto_profile() if args.profile == "auto" else args.profile
     if profile not in profiles:
         parser.error(f"profile {profile!r} is not defined here; choose one of {sorted(profiles)}")
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name) is not None}
     overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
-    return dataclasses.replace(profiles[profile], **overrides), profile
+    try:
+        return dataclasses.replace(profiles[profile], **overrides), profile
+    except ValueError as exc:  # a config's own check (__post_init__) of the combined values
+        parser.error(str(exc))
 
 
-def field(default, help: str):
-    """A dataclass field with a help string for the command line."""
-    return dataclasses.field(default=default, metadata={"help": help})
+def field(default, help: str, choices: Sequence | None = None):
+    """A dataclass field with a help string (and the values it may take) for the command line."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})

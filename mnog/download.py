@@ -192,3 +192,98 @@ def _unavailable(path: Path, accepted: list[Resource], reason: str) -> str:
             f"  url:      {accepted[0].url}\n"
             f"{checksums}\n"
             f"(MNOG_DATA moves the data folder; MNOG_MIRROR=<url> downloads <url>/{path.name} instead.)")
+
+
+# -- command line: `make data` (fetch) and `make verify` ------------------------------------------------
+
+import argparse  # noqa: E402  (the command line's own imports, kept with it)
+import sys  # noqa: E402
+
+# The Fashion-MNIST files, which mnog.datasets.load_fashion_mnist reads from DATA/fashion-mnist or,
+# in place, from a system folder; every other file of checksums.txt lives in DATA itself.
+FASHION_MNIST_FILES = tuple(f"{split}-{kind}-ubyte.gz" for split in ("train", "t10k")
+                            for kind in ("images-idx3", "labels-idx1"))
+
+
+def locations(filename: str, data: Path) -> list[Path]:
+    """The folders the loaders read `filename` from, the one it is downloaded into first."""
+    from mnog.datasets import FASHION_MNIST_FOLDER, FASHION_MNIST_SYSTEM_DIRS
+    if filename in FASHION_MNIST_FILES:
+        return [data / FASHION_MNIST_FOLDER, *FASHION_MNIST_SYSTEM_DIRS]
+    return [data]
+
+
+def fetch_all(data: Path, table: dict[str, list[Resource]], mirror: str | None = None) -> int:
+    """`make data`: every file of the table, one verified copy each; 1 if one could not be had."""
+    problems = []
+    for filename, accepted in table.items():
+        folders = locations(filename, data)
+        found = next((f / filename for f in folders if verify(f / filename, accepted)), None)
+        if found is not None:
+            print(f"ok          {found}")
+            continue
+        target = folders[0] / filename
+        if target.exists():
+            print(f"corrupt     {target}: matches none of its checksums ({_listing(file_digests(target, accepted))}); "
+                  f"downloading it again")
+        try:
+            with warnings.catch_warnings():  # fetch warns about the corrupt copy too; said above
+                warnings.simplefilter("ignore")
+                path = fetch(filename, folders[0], resources=table, mirror=mirror)
+        except (DataUnavailable, ChecksumError) as error:
+            problems.append(str(error))
+            print(f"FAILED      {target}", file=sys.stderr)
+            continue
+        print(f"downloaded  {path} ({matching(path, accepted)})")
+    for problem in problems:
+        print(f"\n{problem}", file=sys.stderr)
+    print(f"make data: {len(table) - len(problems)} of {len(table)} files present and verified",
+          file=sys.stderr if problems else sys.stdout)
+    return 1 if problems else 0
+
+
+def verify_all(data: Path, table: dict[str, list[Resource]]) -> int:
+    """`make verify`: re-check every file of the table that is present; 1 if one is corrupt.
+
+    A corrupt copy counts unless the loaders read a verified copy of the same file elsewhere
+    (a Fashion-MNIST system folder), and a system folder's copy that matches nothing is not read."""
+    verified, corrupt = 0, []
+    for filename, accepted in table.items():
+        copies = [(folder / filename, matching(folder / filename, accepted))
+                  for folder in locations(filename, data) if (folder / filename).is_file()]
+        good = [(path, copy) for path, copy in copies if copy is not None]
+        for path, copy in good:
+            print(f"ok          {path} ({copy})")
+        verified += bool(good)
+        path = locations(filename, data)[0] / filename
+        if path.is_file() and matching(path, accepted) is None:
+            found = f"found {_listing(file_digests(path, accepted))}"
+            if good:
+                print(f"unused      {path}: matches none of its checksums ({found}); the copy above is read instead")
+            else:
+                corrupt.append(path)
+                print(f"CORRUPT     {path}: expected {' or '.join(map(str, accepted))}, {found}", file=sys.stderr)
+    missing = len(table) - verified - len(corrupt)
+    print(f"make verify: {verified} verified, {len(corrupt)} corrupt, {missing} not present"
+          + ("; `make data` downloads the corrupt ones again" if corrupt else ""),
+          file=sys.stderr if corrupt else sys.stdout)
+    return 1 if corrupt else 0
+
+
+def main(argv=None) -> int:
+    from mnog.datasets import DATA
+    parser = argparse.ArgumentParser(description="Download (fetch) or re-check (verify) the files of checksums.txt.")
+    parser.add_argument("command", choices=["fetch", "verify"])
+    parser.add_argument("--checksums", type=Path, default=CHECKSUMS, help="the checksums table")
+    parser.add_argument("--data", type=Path, default=DATA, help="the data folder (default: $MNOG_DATA or data/)")
+    parser.add_argument("--mirror", default=os.environ.get("MNOG_MIRROR"),
+                        help="download <mirror>/<file name> instead of each file's URL (default: $MNOG_MIRROR)")
+    args = parser.parse_args(argv)
+    table = load_checksums(args.checksums)
+    if args.command == "fetch":
+        return fetch_all(args.data, table, args.mirror)
+    return verify_all(args.data, table)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -16,6 +16,7 @@ import copy
 import dataclasses
 import math
 import typing
+import warnings
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -402,6 +403,7 @@ class MinNormOG(Method):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.projections = 0
+        self.warned_empty = False
 
     def step(self, epoch, retain, forget):
         c = self.config
@@ -415,6 +417,11 @@ class MinNormOG(Method):
     def project(self, retain: Batch) -> None:
         c = self.config
         subsample = retain.take(perturbation_subsample(retain, c.n_pert, self.task, self.generator))
+        if len(subsample) == 0 and not self.warned_empty:
+            warnings.warn(f"MinNorm-OG: n_pert // (classes in the batch) = 0 (n_pert = {c.n_pert}), so the "
+                          "subsample is empty and each projection step only scales θ by 1 − s (SPEC §2, as the "
+                          "authors' code does on Tiny ImageNet)", stacklevel=2)
+            self.warned_empty = True
         strength = c.lambda_reg * c.gamma_reg ** self.projections
         projection.project_out(self.model, subsample.inputs, self.task, strength,
                                bn_mode=c.bn_mode, solver=c.solver)

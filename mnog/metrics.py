@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from mnog.colors import render
+from mnog.colors import ERASURE_RGB, GRAY, GREEN, RED, render
 from mnog.ensemble import Ensemble
 
 
@@ -34,3 +34,26 @@ def color_accuracy(model: nn.Module, images: Tensor, palette, norm, batch_size: 
             correct += int((model(render(part, colors, palette, norm)).argmax(-1) == color).sum())
     model.train(was_training)
     return correct / (len(images) * len(palette))
+
+
+@torch.no_grad()
+def erasure_metrics(model: nn.Module, images: Tensor, labels: Tensor, norm, batch_size: int = 500
+                    ) -> tuple[float, float]:
+    """Label Erasure's two metrics (SPEC §7), in eval mode, on test images:
+
+    retain quality: the fraction of gray copies whose content class and color (gray) are
+    both predicted correctly (higher is better); forget-quality error: the mean of
+    (1 − p_θ(gray | x))² over the gray, red and green copies of every image (lower is
+    better). The ideal point is (1, 0)."""
+    was_training = model.training
+    model.eval()
+    correct, error = 0, 0.0
+    for part, part_labels in zip(images.split(batch_size), labels.split(batch_size)):
+        for color in (GRAY, RED, GREEN):
+            colors = torch.full((len(part),), color, device=part.device)
+            content, color_logits = model(render(part, colors, ERASURE_RGB, norm))
+            error += float((1 - color_logits.softmax(-1)[:, GRAY]).pow(2).sum())
+            if color == GRAY:
+                correct += int(((content.argmax(-1) == part_labels) & (color_logits.argmax(-1) == GRAY)).sum())
+    model.train(was_training)
+    return correct / len(images), error / (3 * len(images))

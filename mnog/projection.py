@@ -101,6 +101,12 @@ def span_projection(model: nn.Module, inputs: Tensor, task: Task, *, path: Path 
     if bn_mode not in ("batch", "eval"):
         raise ValueError(f"unknown bn_mode {bn_mode!r}; choose 'batch' or 'eval'")
     base = model.base if isinstance(model, Ensemble) else model
+    if inputs.shape[1 if isinstance(model, Ensemble) else 0] == 0:
+        # G has no columns (a class-balanced subsample of a batch with more classes than
+        # n_pert, SPEC §2's formula): P_G(θ) = 0, so the step only scales θ by 1 − s.
+        params = trainable_parameters(model)
+        return ({n: torch.zeros_like(p) for n, p in params.items()}, torch.zeros((), dtype=torch.long),
+                torch.ones((), dtype=torch.bool))
     linear = is_linear_chain(base) if path == "auto" else path == "linear"
     if linear and not is_linear_chain(base):
         raise ValueError("path='linear' needs an nn.Sequential of nn.Linear layers and elementwise activations")

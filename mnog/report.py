@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from mnog.results import ROOT, write_text
+from mnog.results import ROOT, write_json, write_text
 
 PAPER_TABLES = ROOT / "paper_tables"
 
@@ -113,10 +113,15 @@ def claims_markdown(claims: list[tuple[str, bool, str]]) -> str:
                     headers=["paper claim", "holds", "our numbers"], tablefmt="github")
 
 
+def write_claims(out: Path, claims: list[tuple[str, bool, str]]) -> None:
+    """claims.json: [{"claim", "holds", "detail"}], what `make report` and `make check` read."""
+    write_json(out / "claims.json", [{"claim": text, "holds": bool(ok), "detail": detail} for text, ok, detail in claims])
+
+
 def publish(out: Path, table: str, title: str, caption: str, best: pd.DataFrame, comparison: pd.DataFrame,
             keys: list[str], order: list[str], names: tuple[str, ...], claims: list[tuple[str, bool, str]],
             enforce: bool) -> int:
-    """Write <table>.csv, comparison.csv and <table>.md to `out`, print the markdown, and
+    """Write <table>.csv, comparison.csv, claims.json and <table>.md to `out`, print the markdown, and
     return the exit status: 1 when a cell (known deviations aside) or a claim fails and
     `enforce` is set, else 0."""
     out.mkdir(parents=True, exist_ok=True)
@@ -127,6 +132,7 @@ def publish(out: Path, table: str, title: str, caption: str, best: pd.DataFrame,
                          "Beside the paper:", comparison_markdown(comparison, keys, names),
                          "Claims:", claims_markdown(claims)])
     write_text(out / f"{table}.md", text + "\n")
+    write_claims(out, claims)
     print(text)
     failed = int((~comparison["ok"]).sum()) + sum(not ok for _, ok, _ in claims)
     if failed and enforce:

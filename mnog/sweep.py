@@ -1,18 +1,23 @@
-"""Hyperparameter sweeps: grids, resumable execution, and best-configuration selection."""
+"""Hyperparameter sweeps: grids, resumable execution on any executor, and best-configuration selection."""
 from __future__ import annotations
 
+import copy
+import functools
 import itertools
 import json
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Hashable, Sequence
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from mnog.errors import NonFiniteError
+from mnog.config import field
+from mnog.executors import Executor, ExecutorConfig, Serial
+from mnog.loop import unlearn
 from mnog.methods import get_method
 from mnog.results import RecordStore, now, provenance, stable_hash
 
@@ -42,6 +47,21 @@ def method_grid(method: str, axes: dict[str, Sequence], max_values: int = 0) -> 
 
 
 @dataclass(frozen=True)
+class ImageSweepConfig(ExecutorConfig):
+    """The options the image experiments' sweeps share (Table 2, Label Erasure), besides where
+    their jobs run (--executor, --workers, --address); each script adds its own."""
+    trials: int = field(5, "trials (a new D_f, initial model, ground-truth model and D'_r each)")
+    per_class: int = field(0, "training images per class (0: all)")
+    test_per_class: int = field(0, "test images per class for the metrics (0: all)")
+    width: int = field(64, "channels of ColorResNet-18's first layer (64: torchvision's)")
+    first_seed: int = field(1, "trials use seeds first_seed, first_seed + 1, ...")
+    grid_values: int = field(0, "keep at most this many values per grid axis (0: all)")
+    n_pert: int = field(0, "MinNorm-OG's n_pert (0: the grid's 50)")
+    logit_clamp: float = field(30.0, "logits are clamped to ±this in unlearning losses (authors' code)")
+    device: str = field("auto", "torch device; auto: cuda when available")
+
+
+@dataclass(frozen=True)
 class Job:
     """One configuration of one method at one budget T, to be run on every trial."""
     method: str
@@ -61,47 +81,118 @@ class Job:
                             "config": self.config, "trial": trial})
 
 
-# run(job, trials) -> {trial: {metric name: value}}
-Runner = Callable[[Job, list[int]], dict[int, dict[str, float]]]
+def unlearned_copy(job: Job, setting: dict, trial: int, initial, retain, forget, loss, **protocol):
+    """A copy of `initial` unlearned by `job` on one trial (`protocol`: batch_size, p_retain),
+    every random draw seeded from the job's key: the same on every executor and every rerun."""
+    model = copy.deepcopy(initial)
+    unlearn(model, job.method, forget=forget, retain=retain, loss=loss, epochs=job.epochs,
+            seed=int(job.key(setting, trial), 16) % 2**63, **protocol, **job.config)
+    return model
 
 
-def run_sweep(jobs: Sequence[Job], trials: Sequence[int], run: Runner, store: RecordStore,
-              setting: dict, desc: str = "sweep") -> list[dict]:
+# ---------------------------------------------------------------------------------------
+# Running a sweep
+# ---------------------------------------------------------------------------------------
+
+Metrics = dict[int, dict[str, float]]  # {trial: {metric name: value}}
+
+
+@dataclass(frozen=True)
+class Runner:
+    """How an artifact script runs one job, in a form other processes can run it too:
+    `run(context, shared, job, trials) -> {trial: metrics}`, where `shared = setup(context)`
+    (the data and the trained models every job needs) is built once per process and kept
+    while the context stays the same. `setup` and `run` are module-level functions (pickled
+    by name); `context` is small, hashable and picklable (the script's config).
+
+    Any callable `run(job, trials) -> {trial: metrics}` can drive a serial sweep; worker
+    processes and Ray need a Runner."""
+    setup: Callable[[Hashable], Any]
+    run: Callable[[Hashable, Any, Job, list[int]], Metrics]
+    context: Hashable
+
+    def __call__(self, job: Job, trials: list[int]) -> Metrics:
+        return self.run(self.context, _shared(self.setup, self.context), job, trials)
+
+
+@functools.lru_cache(maxsize=1)
+def _shared(setup: Callable, context: Hashable):
+    """The per-process cache behind Runner: one context's state at a time."""
+    return setup(context)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a worker sends back for one job: its metrics (None: it diverged), the
+    divergence message, its wall time and where it ran."""
+    metrics: Metrics | None
+    error: str | None
+    seconds: float
+    provenance: dict
+
+
+def run_job(run: Callable[[Job, list[int]], Metrics], job: Job, trials: list[int]) -> Outcome:
+    """Run one job where the executor put it (any process); a non-finite model is an outcome."""
+    start = time.perf_counter()
+    try:
+        metrics, error = run(job, trials), None
+    except NonFiniteError as exc:
+        metrics, error = None, str(exc)
+    return Outcome(metrics, error, time.perf_counter() - start, provenance())
+
+
+class SweepError(RuntimeError):
+    """Jobs raised errors; every other job's records were stored and a re-run retries these."""
+
+
+def run_sweep(jobs: Sequence[Job], trials: Sequence[int], run: Callable[[Job, list[int]], Metrics],
+              store: RecordStore, setting: dict, desc: str = "sweep", executor: Executor | None = None) -> list[dict]:
     """Run every job on every trial that `store` does not hold yet; return the jobs' records.
 
-    Records are appended as soon as a job finishes, so an interrupted sweep resumes where it
-    stopped. A job whose model turns non-finite is stored with NaN metrics and the error.
+    A job runs all its missing trials at once, wherever `executor` puts it (default: in this
+    process). This process alone writes the store, appending a job's records as soon as they
+    arrive, so an interrupted sweep (a killed driver or worker) loses only the jobs in
+    flight and a re-run finishes what is missing. A job whose model turns non-finite is
+    stored with NaN metrics and the error; a job that raises is not stored, the others go on,
+    and SweepError is raised at the end. Jobs start longest first (epochs × trials), so the
+    bar's time estimate errs on the long side and no long job is left for the end.
     """
-    done = {r["key"]: r for r in store.load()}
+    executor = executor or Serial()
+    done = store.keys()
     pending = [(job, [t for t in trials if job.key(setting, t) not in done]) for job in jobs]
     pending = [(job, missing) for job, missing in pending if missing]
-    cost = lambda job, n: job.epochs * n  # noqa: E731  (bar and ETA in trial-epochs)
-    total = sum(cost(job, len(trials)) for job in jobs)
-    failures = 0
-    with tqdm(total=total, initial=total - sum(cost(j, len(m)) for j, m in pending), desc=desc,
-              unit=" trial-epochs", unit_scale=True, smoothing=0.05, dynamic_ncols=True) as bar:
-        for job, missing in pending:
-            start = time.perf_counter()
-            error = None
-            try:
-                values = run(job, missing)
-            except NonFiniteError as exc:
-                values, error = {t: None for t in missing}, str(exc)
-                failures += 1
-            seconds = time.perf_counter() - start
-            store.append([_record(job, t, values[t], error, seconds, len(missing), setting) for t in missing])
-            bar.update(cost(job, len(missing)))
-            bar.set_postfix_str(f"{job.method} T={job.epochs}" + (f", {failures} diverged" if failures else ""))
+    pending.sort(key=lambda item: -item[0].epochs * len(item[1]))  # stable: grid order among equals
+    failures, diverged = [], 0
+    with tqdm(total=len(jobs), initial=len(jobs) - len(pending), desc=desc, unit=" jobs", smoothing=0.05,
+              dynamic_ncols=True) as bar:
+        if pending:
+            bar.write(f"{desc}: {len(pending)} of {len(jobs)} jobs to run ({executor.describe()})")
+        for index, outcome, error in executor.map_unordered(run_job, [(run, job, missing) for job, missing in pending]):
+            job, missing = pending[index]
+            if error is not None:
+                failures.append((job, error))
+            else:
+                store.append([_record(job, t, outcome, len(missing), setting) for t in missing])
+                diverged += outcome.error is not None
+            bar.update()
+            counts = [(len(failures), "failed"), (diverged, "diverged"), (executor.restarts, "workers lost")]
+            bar.set_postfix_str(", ".join(f"{n} {what}" for n, what in counts if n))
+    if failures:
+        job, error = failures[0]
+        raise SweepError(f"{len(failures)} of {len(pending)} jobs failed and were not stored (a re-run retries "
+                         f"them); the first: {job.method} T={job.epochs} {job.config}: {type(error).__name__}: "
+                         f"{error}") from error
     wanted = {job.key(setting, t) for job in jobs for t in trials}
     return [r for r in store.load() if r["key"] in wanted]
 
 
-def _record(job: Job, trial: int, metrics: dict | None, error: str | None, seconds: float,
-            batch: int, setting: dict) -> dict:
+def _record(job: Job, trial: int, outcome: Outcome, batch: int, setting: dict) -> dict:
+    metrics = None if outcome.metrics is None else outcome.metrics[trial]
     return {
         "key": job.key(setting, trial), "setting": setting, "method": job.method, "epochs": job.epochs,
-        "config": job.config, "trial": trial, "metrics": metrics, "error": error,
-        "wall_s": seconds / batch, "trials_run_together": batch, "time": now(), "provenance": provenance(),
+        "config": job.config, "trial": trial, "metrics": metrics, "error": outcome.error,
+        "wall_s": outcome.seconds / batch, "trials_run_together": batch, "time": now(),
+        "provenance": outcome.provenance,
     }
 
 
@@ -151,3 +242,13 @@ def select_best(summary: pd.DataFrame, n: int, by: str = "median", higher_is_bet
                                                  key=lambda d: -d[by] if higher_is_better else d[by])
     best = complete.sort_values(["key", "width"]).groupby(["method", "epochs"], sort=False).head(1)
     return best.drop(columns=["width", "key"]).sort_values(["epochs", "method"]).reset_index(drop=True)
+
+
+def pareto_front(accuracy: np.ndarray, error: np.ndarray) -> np.ndarray:
+    """Indices of the points no other point dominates (accuracy ≥ and error ≤, one of them
+    strictly), ordered by increasing error: a method's trade-off curve (SPEC §7)."""
+    accuracy, error = np.asarray(accuracy, float), np.asarray(error, float)
+    a, e = accuracy[:, None], error[:, None]
+    dominated_by = (accuracy >= a) & (error <= e) & ((accuracy > a) | (error < e))   # [i, j]: j dominates i
+    front = np.flatnonzero(~dominated_by.any(axis=1))
+    return front[np.argsort(error[front], kind="stable")]

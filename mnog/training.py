@@ -75,6 +75,19 @@ class Phase:
     augment: bool = False
 
 
+def train_cached(path: Path, model: nn.Module, phases: list[Phase], sgd: SGDConfig, *, seed: int,
+                 desc: str, **options) -> nn.Module:
+    """`model` trained by `train_classifier`, or loaded from `path` if a finished run left it
+    there. The caller names `path` by a hash of everything that determines the model."""
+    device = next(model.parameters()).device
+    if path.exists():
+        model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+        return model
+    train_classifier(model, phases, sgd, seed=seed, checkpoint=path.with_suffix(".ckpt"), desc=desc, **options)
+    save_atomic(model.state_dict(), path)
+    return model
+
+
 def label_erasure_recipe(dataset: str, data: ColoredImages, epochs: int = 100) -> tuple[SGDConfig, list[Phase]]:
     """SPEC §7's training of Label Erasure's initial and ground-truth models on `data`.
 

@@ -112,3 +112,25 @@ def test_table2_smoke_runs_every_method_on_a_synthetic_image_set(tmp_path):
     assert "Representation Collapse" in proc.stdout and "MinNorm-OG is the best unlearning method" in proc.stdout
     cached = list((tmp_path / "cache").glob("collapse-*.pt"))
     assert len(cached) == 4                                   # θ* and GT of both trials, reused by a re-run
+
+
+def test_label_erasure_smoke_plots_frontiers_and_table3_times_every_method(tmp_path):
+    proc = run("figure2_label_erasure", tmp_path, "--figure", "6")
+    out = tmp_path / "figure6" / "smoke"
+    assert (out / "figure6.png").stat().st_size > 10_000 and (out / "figure6.pdf").exists()
+    points = pd.read_csv(out / "figure6.csv")
+    assert set(points["method"]) == {"Retrain", "MinNorm-OG", "GD", "GA", "NGP", "NGD", "Ridge", "L1Sparse", "SCRUB",
+                                     "NPO", "SalUn"}
+    assert points.groupby("method")["frontier"].any().all()          # every method has a frontier
+    assert ((0 <= points["mean_quality"]) & (points["mean_quality"] <= 1) & (points["mean_error"] >= 0)).all()
+    assert "frontier is closest to (1, 0)" in proc.stdout and (out / "claims.md").exists()
+
+    proc = run("table3_runtime", tmp_path)                            # reuses the cached initial models
+    table = pd.read_csv(tmp_path / "table3" / "smoke" / "table3.csv")
+    assert len(table) == 13 and (table["seconds"] > 0).all()
+    per_class = table.set_index("method")["subsample_per_class"]
+    assert per_class["MinNorm-OG"] == 0                                # the paper's regime: B'_r empty
+    assert per_class["MinNorm-OG, n_pert 10"] == per_class["MinNorm-OG, n_pert 10, eval BN"] >= 1
+    assert table.loc[table["method"] == "GD", "ratio_to_gd"].item() == 1.0
+    assert "MinNorm-OG / GD" in proc.stdout
+    assert "initial model" not in proc.stderr                          # no model was trained again

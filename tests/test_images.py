@@ -4,9 +4,11 @@ import pytest
 import torch
 from PIL import Image
 
+import mnog
 from mnog import training
 from mnog.colors import CIFAR_NORM, ERASURE_RGB, PALETTE, ColoredImages, colorize, concat, luminance, render
-from mnog.metrics import color_accuracy
+from mnog.metrics import color_accuracy, erasure_metrics
+from mnog.sweep import pareto_front
 from mnog.models import ColorResNet
 from mnog.training import Phase, SGDConfig, random_resized_crop_flip, train_classifier
 
@@ -177,3 +179,44 @@ def test_a_zero_head_weight_trains_that_head_not_at_all():
     train_classifier(net, [Phase(data, 1, head_weights=(1.0, 0.0))], SGDConfig(lr=0.1, weight_decay=0.0,
                                                                                 batch_size=8), seed=0)
     assert torch.equal(net.heads[1].weight, color_head) and not torch.equal(net.heads[0].weight, class_head)
+
+
+def test_erasure_metrics_match_their_definition():
+    class Fixed(torch.nn.Module):
+        """Class logits favour class 1; the color head says gray with probability softmax(2, 0, 0)[0]."""
+        def forward(self, x):
+            n = len(x)
+            return (torch.tensor([[0.0, 5.0, 0.0]]).expand(n, -1), torch.tensor([[2.0, 0.0, 0.0]]).expand(n, -1))
+
+    images = torch.randint(0, 256, (6, 3, 4, 4), dtype=torch.uint8)
+    labels = torch.tensor([1, 1, 0, 2, 1, 0])
+    quality, error = erasure_metrics(Fixed(), images, labels, CIFAR_NORM, batch_size=4)
+    p_gray = torch.softmax(torch.tensor([2.0, 0.0, 0.0]), 0)[0]
+    assert quality == 3 / 6                                       # class right (label 1) and color gray
+    assert abs(error - float((1 - p_gray) ** 2)) < 1e-6           # every copy gets the same p(gray)
+
+
+def test_pareto_front_keeps_the_non_dominated_points_by_error():
+    accuracy = np.array([0.9, 0.8, 0.95, 0.7, 0.9])
+    error = np.array([0.2, 0.1, 0.3, 0.1, 0.25])
+    front = pareto_front(accuracy, error)
+    assert front.tolist() == [1, 0, 2]   # (0.8, 0.1) beats (0.7, 0.1); (0.9, 0.2) beats (0.9, 0.25)
+
+
+def test_an_empty_class_balanced_subsample_only_scales_theta(two_head_data_like):
+    # More classes in the batch than n_pert: n_pert // classes = 0 (SPEC §2's formula, as
+    # on Tiny ImageNet), so G is empty and the projection step is θ ← (1 − s)·θ.
+    x, labels = two_head_data_like
+    net = ColorResNet(18, heads=(20, 3), width=4).eval()
+    before = [p.detach().clone() for p in net.parameters()]
+    with pytest.warns(UserWarning, match="subsample is empty"):
+        mnog.unlearn(net, "MinNorm-OG", forget=(x[:4], (labels[:4], labels[:4] % 3)),
+                     retain=(x, (labels, labels % 3)), loss="cross_entropy", epochs=1, eta=1e-12,
+                     lambda_reg=0.3, gamma_reg=0.5, t_gd=0, t_proj=1, n_pert=10)
+    for p, q in zip(net.parameters(), before):
+        torch.testing.assert_close(p, 0.7 * q, rtol=1e-4, atol=1e-6)
+
+
+@pytest.fixture
+def two_head_data_like():
+    return torch.randn(40, 3, 8, 8), torch.arange(40) % 20               # 20 classes, 2 samples each

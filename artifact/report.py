@@ -1,0 +1,521 @@
+"""The reproduction report: every table and figure of the paper beside ours, and `make check`.
+
+    make report          # results/REPORT.md and results/REPORT.html at PROFILE (auto: paper with a GPU, cpu otherwise)
+    make check           # exit 1 if a stored tolerance or claim fails; runs nothing
+    make all             # every target through `python -m artifact.report run` (wall time), then the report
+
+The report reads only what the artifact scripts stored in results/<target>/<profile>/:
+comparison.csv (one row per paper cell: ours, the paper's, the rule `check`, `pass`, and `ok`
+= pass or a documented deviation), claims.json (the paper's claims checked on our numbers),
+config.json (configuration, `enforce`, provenance), run.json (wall
+time and exit status, written by `run`), <target>.csv and the figure. It never recomputes a
+result and never parses stdout.
+
+A failure counts against `make check` unless the profile does not enforce the paper's numbers
+(config.json: config.enforce false, as the smoke and cpu profiles of the image experiments,
+whose budgets are far below the paper's); the report still shows it, marked "not enforced".
+`--strict` counts those too. A target whose last run exited non-zero counts as failed.
+
+Subcommands (python -m artifact.report ...):
+    run TARGET -- COMMAND...   run COMMAND with PROFILE resolved, record run.json, pass its status on
+    profile                    print the profile PROFILE resolves to (explained on stderr)
+    write [--profile P]        write REPORT.md and REPORT.html
+    check [--profile P] [--strict]
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+from tabulate import tabulate
+
+from mnog.config import PROFILES, auto_profile
+from mnog.report import PAPER_TABLES, cell, describe, fmt
+from mnog.results import RESULTS, device_name, now, provenance, write_json, write_text
+
+ERASURE_SETTINGS = json.loads((PAPER_TABLES / "label_erasure.json").read_text())["settings"]
+DATASETS = {"cifar10": "CIFAR-10", "tiny_imagenet": "Tiny ImageNet"}
+
+
+# -- what the paper shows, target by target -------------------------------------------------------
+
+@dataclass(frozen=True)
+class Target:
+    name: str   # the make target and its results folder
+    paper: str  # the paper's label
+    kind: str   # "cells" (comparison.csv), "runtime" (Table 3), "fits" (Figs. 1, 3-5), "erasure" (Figs. 2, 6-14)
+    what: str   # what the paper shows, and what to look for in ours
+
+
+FITS = ("one trial of Data Poisoning: the retain points, the poisoned forget points, sin(x), the "
+        "poisoned model θ* and each method's unlearned fit at the configuration Table 5 selected. In "
+        "the paper MinNorm-OG's fit drops the poisoned bump and follows sin(x) where retain points "
+        "constrain it, GD and the other loss-gradient methods keep the bump, and GA's fit blows up.")
+ERASURE = ("x: retain quality, the fraction of gray test images whose class and color are both right "
+           "(higher is better); y: forget-quality error, the mean of (1 − p(gray | x))² over the gray, red "
+           "and green test copies (lower is better). Per method, the Pareto frontier of its configurations' "
+           "means over the trials with standard-error bars; the GT model (trained on the gray images only); "
+           "the ideal point (1, 0). The paper: MinNorm-OG's frontier comes closest to (1, 0); Retrain "
+           "reaches a near-zero forget error at near-chance accuracy.")
+
+
+def _erasure_setting(figure: str) -> str:
+    s = ERASURE_SETTINGS[figure]
+    return f"{DATASETS[s['dataset']]}, p_color {s['p_color']:g}, p_retain {s['p_retain']:g}, T = {s['epochs']}"
+
+
+TARGETS = [
+    Target("table5", "Table 5 (= Table 1)", "cells",
+           "Data Poisoning (SPEC §5): an MLP fit to 50 points of sin(x) and 5 poisoned points (y = 1.5) "
+           "unlearns the poisoned points. Sup-norm error sup |f(x) − sin(x)| on [−5π, 5π], median (central "
+           "range) over 10 trials, each method at the configuration with the best median, T = 10, 100, 1000. "
+           "The paper: MinNorm-OG has the lowest error at T = 100 and 1000 (1.08, 0.63); GA diverges."),
+    Target("figure1", "Figure 1 (= Figure 4)", "fits", "T = 100: " + FITS),
+    Target("figure3", "Figure 3", "fits", "T = 10: " + FITS),
+    Target("figure4", "Figure 4", "fits", "The appendix copy of Figure 1 (T = 100): " + FITS),
+    Target("figure5", "Figure 5", "fits", "T = 1000: " + FITS),
+    Target("table2", "Table 2 (= Table 17)", "cells",
+           "Representation Collapse (SPEC §8): a ResNet-18 taught that each CIFAR-10 class has its own color, "
+           "plus 1% off-color copies, unlearns the off-color copies. Color accuracy (%) on every test image "
+           "shown in each of the 10 colors, mean ± standard error over 5 trials, each method at its best "
+           "configuration, per (p_retain, T) row. The paper: MinNorm-OG is the best unlearning method, "
+           "Retrain aside, in every row."),
+    Target("figure6", "Figure 6", "erasure", f"Label Erasure, {_erasure_setting('6')}. {ERASURE}"),
+    Target("figure7", "Figure 7", "erasure", f"Label Erasure, {_erasure_setting('7')}. {ERASURE}"),
+    Target("figure2", "Figure 2", "erasure",
+           "Multi-Class Label Erasure (SPEC §7): a model trained on gray images and a few red and green "
+           "copies unlearns the colored copies; left CIFAR-10 (Figure 6's setting), right Tiny ImageNet "
+           f"(Figure 7's). {ERASURE}"),
+    *[Target(f"figure{n}", f"Figure {n}", "erasure", f"Label Erasure, {_erasure_setting(str(n))}. {ERASURE}")
+      for n in range(8, 15)],
+    Target("table3", "Table 3", "runtime",
+           "Seconds per unlearning epoch of every method, Label Erasure on Tiny ImageNet with ColorResNet-50 "
+           "(Figure 7's setting), mean over the trials. Absolute times depend on the machine; the reproducible "
+           "content is the ratio to GD: the paper's MinNorm-OG takes 0.78 s, 1.16 × GD's 0.67 s."),
+]
+BY_NAME = {t.name: t for t in TARGETS}
+
+
+# -- what a target stored ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Claim:
+    text: str
+    holds: bool
+    detail: str
+
+
+@dataclass
+class Outcome:
+    """One target's stored results at one profile."""
+    target: Target
+    profile: str
+    folder: Path
+    ran: bool = False                        # <target>.csv exists
+    config: dict = field(default_factory=dict)
+    run: dict | None = None                  # run.json: wall time and exit status of the last `make <target>`
+    cells: pd.DataFrame | None = None        # comparison.csv
+    claims: list[Claim] = field(default_factory=list)
+    enforced: bool = True
+
+    @property
+    def failed_cells(self) -> pd.DataFrame:
+        return self.cells[~self.cells["ok"]] if self.cells is not None else pd.DataFrame()
+
+    def failures(self) -> list[str]:
+        """Every failed check, as one line each (known deviations are not failures)."""
+        lines = []
+        if self.run is not None and not self.run.get("stale") and self.run.get("exit_status", 0) != 0:
+            lines.append(f"its last run (make {self.target.name}) exited with status {self.run['exit_status']}")
+        if self.cells is not None:
+            names = _stats(self.cells)
+            for _, row in self.failed_cells.iterrows():
+                lines.append(f"{_cell_key(self.cells, row)}: ours {cell(row, names)}, paper {cell(row, names, '_paper')}"
+                             f", tolerance: {describe(row['check'])}")
+        lines += [f"claim does not hold: {c.text} ({c.detail})" for c in self.claims if not c.holds]
+        return lines
+
+    @property
+    def status(self) -> str:
+        if not self.ran:
+            return "not run" if self.run is None else f"no results (last run exited {self.run.get('exit_status')})"
+        if not self.failures():
+            return "pass" if self.cells is not None or self.claims else "done (no stored check: compare by eye)"
+        return "FAIL" if self.enforced else "fail, not enforced at this profile"
+
+
+def load(target: Target, profile: str, results: Path = RESULTS) -> Outcome:
+    folder = results / target.name / profile
+    out = Outcome(target, profile, folder)
+    out.ran = (folder / f"{target.name}.csv").is_file()
+    if (folder / "run.json").is_file():
+        out.run = json.loads((folder / "run.json").read_text())
+        # Results written after the recorded run (the script run by hand since) make its status stale.
+        finished = datetime.fromisoformat(out.run["finished"]).timestamp()
+        if out.ran and (folder / f"{target.name}.csv").stat().st_mtime > finished + 2:
+            out.run = {**out.run, "stale": True}
+    if not out.ran:
+        return out
+    if (folder / "config.json").is_file():
+        out.config = json.loads((folder / "config.json").read_text())
+    out.enforced = bool(out.config.get("config", {}).get("enforce", True))
+    if (folder / "comparison.csv").is_file():
+        cells = pd.read_csv(folder / "comparison.csv")
+        if "ok" not in cells.columns:  # written before the `ok` column existed
+            cells["ok"] = cells["pass"] | (cells["expected"] == "deviation")
+        out.cells = cells.astype({"pass": bool, "ok": bool})
+    out.claims = load_claims(folder)
+    return out
+
+
+def load_claims(folder: Path) -> list[Claim]:
+    """claims.json, as mnog.report.write_claims stores it: [{"claim", "holds", "detail"}]."""
+    path = folder / "claims.json"
+    if not path.is_file():
+        return []
+    try:
+        return [Claim(str(e["claim"]), bool(e["holds"]), str(e.get("detail", ""))) for e in json.loads(path.read_text())]
+    except (TypeError, KeyError) as error:
+        raise ValueError(f"{path}: expected a list of {{\"claim\", \"holds\", \"detail\"}} objects ({error})") from None
+
+
+def _stats(cells: pd.DataFrame) -> tuple[str, ...]:
+    return ("mean", "se") if "mean_paper" in cells.columns else ("median", "low", "high")
+
+
+def _keys(cells: pd.DataFrame) -> list[str]:
+    """The columns that name a cell: those before the paper's statistics (comparison.csv's layout)."""
+    first = f"{_stats(cells)[0]}_paper"
+    return list(cells.columns[:list(cells.columns).index(first)])
+
+
+def _cell_key(cells: pd.DataFrame, row) -> str:
+    return ", ".join(f"{k} {_plain(row[k])}" for k in _keys(cells))
+
+
+def _plain(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+# -- the report ------------------------------------------------------------------------------------------
+
+@dataclass
+class Heading:
+    level: int
+    text: str
+
+
+@dataclass
+class Para:
+    text: str
+
+
+@dataclass
+class Table:
+    headers: list[str]
+    rows: list[list]
+
+
+@dataclass
+class Figure:
+    image: Path
+    description: str
+
+
+def mark(ok: bool, enforced: bool, deviation: bool = False) -> str:
+    if ok:
+        return "✓"
+    if deviation:
+        return "✗ known deviation"
+    return "✗ FAIL" if enforced else "✗ (not enforced)"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)):
+        return "—"
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def target_blocks(o: Outcome) -> list:
+    t = o.target
+    blocks: list = [Heading(2, f"{t.paper} — `make {t.name}`: {o.status}")]
+    figure = o.folder / f"{t.name}.png"
+    if t.kind in ("fits", "erasure") and figure.is_file():
+        blocks.append(Figure(figure, t.what))
+    else:
+        blocks.append(Para(t.what))
+    if not o.ran:
+        blocks.append(Para(f"No results at profile {o.profile} in {o.folder}: run `make {t.name} PROFILE={o.profile}`."))
+        return blocks
+    if not o.enforced:
+        blocks.append(Para(f"Profile {o.profile} does not enforce the paper's numbers (config.json: enforce "
+                           "false): failures are shown, marked \"not enforced\", and do not fail `make check`."))
+    if o.cells is not None:
+        cells, names = o.cells, _stats(o.cells)
+        rows = [[*(_plain(r[k]) for k in _keys(cells)), cell(r, names), cell(r, names, "_paper"), describe(r["check"]),
+                 mark(r["pass"], o.enforced, r["expected"] == "deviation")] for _, r in cells.iterrows()]
+        passed = int(cells["pass"].sum())
+        blocks += [Para(f"Ours beside the paper's: {passed} of {len(cells)} cells within tolerance "
+                        f"(rules: paper_tables/, mnog/report.py)."),
+                   Table([*_keys(cells), "ours", "paper", "tolerance", "result"], rows)]
+    if t.kind == "runtime":
+        blocks += runtime_blocks(o)
+    if t.kind == "fits" and "sup_error" in o.config:
+        errors = o.config["sup_error"]
+        configs = o.config.get("configurations", {})
+        trial = o.config.get("config", {}).get("trial", "?")
+        blocks += [Para(f"Our sup-norm error of each plotted fit (trial {trial}) and its configuration:"),
+                   Table(["method", "sup error", "configuration"],
+                         [[m, fmt(e), json.dumps(configs.get(m, {}))] for m, e in errors.items()])]
+    if t.kind == "erasure":
+        blocks += erasure_blocks(o)
+    if o.claims:
+        blocks += [Para("The paper's claims, checked on our numbers:"),
+                   Table(["claim", "result", "our numbers"],
+                         [[c.text, mark(c.holds, o.enforced), c.detail] for c in o.claims])]
+    return blocks
+
+
+def runtime_blocks(o: Outcome) -> list:
+    table = pd.read_csv(o.folder / f"{o.target.name}.csv")
+    target = o.config.get("config", {}).get("target")
+    rows = [[r["method"], f"{r['seconds']:.3f}", f"{r['ratio_to_gd']:.2f}", fmt(r.get("paper_seconds")),
+             fmt(r.get("paper_ratio_to_gd"))] for _, r in table.iterrows()]
+    return [Para(f"Device: {o.config.get('provenance', {}).get('device', '?')}. Tolerance: MinNorm-OG / GD ≤ "
+                 f"{target if target is not None else '?'} (the claim below)."),
+            Table(["method", "ours, s", "ours ÷ GD", "paper, s", "paper ÷ GD"], rows)]
+
+
+def erasure_blocks(o: Outcome) -> list:
+    """Per setting and method, the frontier point closest to (1, 0), and the GT model's point."""
+    points = pd.read_csv(o.folder / f"{o.target.name}.csv")
+    front = points[points["frontier"].astype(bool)]
+    best = front.loc[front.groupby(["figure", "method"])["distance"].idxmin()].sort_values(["figure", "distance"])
+    rows = [[f"Figure {r['figure']}", r["method"], f"{r['mean_quality']:.3f} ± {r['se_quality']:.3f}",
+             f"{r['mean_error']:.3f} ± {r['se_error']:.3f}", f"{r['distance']:.3f}"] for _, r in best.iterrows()]
+    for figure, gt in sorted(o.config.get("gt", {}).items()):
+        rows.append([f"Figure {figure}", "GT model", f"{gt['quality']:.3f} ± {gt['quality_se']:.3f}",
+                     f"{gt['error']:.3f} ± {gt['error_se']:.3f}", f"{math.hypot(1 - gt['quality'], gt['error']):.3f}"])
+    dataset = o.config.get("config", {}).get("dataset")
+    note = f" (data set at this profile: {dataset})" if dataset else ""
+    return [Para(f"Each method's frontier point closest to the ideal (1, 0){note}; the paper gives these "
+                 "frontiers as plots only, so the claims below are the check."),
+            Table(["setting", "method", "retain quality", "forget error", "distance to (1, 0)"], rows)]
+
+
+def build(profile: str, results: Path = RESULTS) -> tuple[list, list[Outcome]]:
+    outcomes = [load(t, profile, results) for t in TARGETS]
+    ran = [o for o in outcomes if o.ran]
+    failing = [o for o in outcomes if o.status == "FAIL" or o.status.startswith("no results")]
+    here = provenance()
+    timed = [o.run["wall_s"] for o in outcomes if o.run]
+    unenforced = sum(len(o.failures()) for o in outcomes if o.ran and not o.enforced)
+    verdict = ("no results at this profile yet" if not ran else
+               f"FAIL ({len(failing)} target(s) with failed checks)" if failing else
+               f"PASS ({unenforced} failed check(s) not enforced at this profile)" if unenforced else "PASS")
+    blocks: list = [
+        Heading(1, f"Reproduction report: Machine Unlearning under Overparameterization (profile {profile})"),
+        Para(f"Generated {now()} by `make report` from {results}. `make check`: {verdict}. "
+             f"{len(ran)} of {len(outcomes)} targets have results at this profile; recorded wall time "
+             f"{duration(sum(timed)) if timed else '— (no run.json: targets run outside make)'}."),
+        Table(["target", "paper", "result", "cells within tolerance", "claims holding", "wall time"],
+              [[f"make {o.target.name}", o.target.paper, o.status,
+                f"{int(o.cells['pass'].sum())}/{len(o.cells)}" if o.cells is not None else "—",
+                f"{sum(c.holds for c in o.claims)}/{len(o.claims)}" if o.claims else "—",
+                duration(o.run["wall_s"]) if o.run else "—"] for o in outcomes]),
+    ]
+    for o in outcomes:
+        blocks += target_blocks(o)
+    blocks += [Heading(2, "Provenance"),
+               Para(f"This report: git commit {here['git_commit']}{' (uncommitted changes)' if here['git_dirty'] else ''}, "
+                    f"Python {here['python']}, torch {here['torch']}, numpy {here['numpy']}, device {device_name()}, "
+                    f"host {here['host']}, {here['platform']}."),
+               Para("Each target's results (config.json and run.json in results/<target>/<profile>/):"),
+               Table(["target", "finished", "wall time", "exit status", "device", "git commit", "torch"],
+                     [provenance_row(o) for o in outcomes if o.ran or o.run])]
+    return blocks, outcomes
+
+
+def provenance_row(o: Outcome) -> list:
+    p = o.config.get("provenance", {}) or (o.run or {}).get("provenance", {})
+    commit = (p.get("git_commit") or "—")[:10] + (" (dirty)" if p.get("git_dirty") else "")
+    run = o.run or {}
+    status = "— (results newer than this run)" if run.get("stale") else run.get("exit_status", "—")
+    return [f"make {o.target.name}", run.get("finished", "—"), duration(run.get("wall_s")), status,
+            p.get("device", "—"), commit, p.get("torch", "—")]
+
+
+# -- rendering ----------------------------------------------------------------------------------------------
+
+def _markdown_table(headers: list[str], rows: list[list]) -> str:
+    """A GitHub table of the cells as formatted (no re-parsing of numbers), "|" escaped inside cells."""
+    escape = lambda v: str(v).replace("|", "\\|")  # noqa: E731
+    return tabulate([[escape(v) for v in row] for row in rows], headers=[escape(h) for h in headers],
+                    tablefmt="github", disable_numparse=True)
+
+
+def render_markdown(blocks: list, root: Path) -> str:
+    out = []
+    for b in blocks:
+        if isinstance(b, Heading):
+            out.append(f"{'#' * b.level} {b.text}")
+        elif isinstance(b, Para):
+            out.append(b.text)
+        elif isinstance(b, Table):
+            out.append(_markdown_table(b.headers, b.rows))
+        elif isinstance(b, Figure):  # the figure beside its description: a two-column table
+            image = b.image.relative_to(root) if b.image.is_relative_to(root) else b.image
+            out.append(_markdown_table(["ours", "what the paper shows"],
+                                       [[f"![{b.image.stem}]({image.as_posix()})", b.description]]))
+    return "\n\n".join(out) + "\n"
+
+
+STYLE = """body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: left; }
+.figure { display: flex; gap: 1.5em; align-items: flex-start; }
+.figure img { max-width: 62%; border: 1px solid #ddd; }
+code { background: #f4f4f4; padding: 0 0.2em; }"""
+
+
+def _inline(text: str) -> str:
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
+def render_html(blocks: list) -> str:
+    """The same report as one self-contained page: the figures inline as base64 PNGs."""
+    body = []
+    for b in blocks:
+        if isinstance(b, Heading):
+            body.append(f"<h{b.level}>{_inline(b.text)}</h{b.level}>")
+        elif isinstance(b, Para):
+            body.append(f"<p>{_inline(b.text)}</p>")
+        elif isinstance(b, Table):
+            body.append(tabulate(b.rows, headers=b.headers, tablefmt="html", disable_numparse=True))
+        elif isinstance(b, Figure):
+            data = base64.b64encode(b.image.read_bytes()).decode()
+            body.append(f'<div class="figure"><img alt="{html.escape(b.image.stem)}" '
+                        f'src="data:image/png;base64,{data}"><p>{_inline(b.description)}</p></div>')
+    title = blocks[0].text if blocks and isinstance(blocks[0], Heading) else "Reproduction report"
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"<style>{STYLE}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def write_report(profile: str, results: Path = RESULTS) -> list[Outcome]:
+    blocks, outcomes = build(profile, results)
+    write_text(results / "REPORT.md", render_markdown(blocks, results))
+    write_text(results / "REPORT.html", render_html(blocks))
+    return outcomes
+
+
+# -- check, run, profile -----------------------------------------------------------------------------------
+
+def check(profile: str, results: Path = RESULTS, strict: bool = False) -> int:
+    """Print every failed check; 1 if one counts (enforced, or `strict`), 2 if nothing is stored, else 0."""
+    outcomes = [load(t, profile, results) for t in TARGETS]
+    if not any(o.ran or o.run for o in outcomes):
+        print(f"make check: no results at profile {profile} in {results}; run `make all` (or a target) first",
+              file=sys.stderr)
+        return 2
+    counted, shown = 0, 0
+    for o in outcomes:
+        failures = o.failures()
+        if o.run is not None and not o.ran:
+            failures = failures or ["no results"]
+        counts = o.enforced or strict or not o.ran
+        for line in failures:
+            print(f"{'FAIL' if counts else 'not enforced'}  {o.target.name}: {line}")
+        counted += len(failures) if counts else 0
+        shown += len(failures)
+    missing = [o.target.name for o in outcomes if not o.ran and o.run is None]
+    summary = (f"make check (profile {profile}): {counted} failure(s)"
+               + (f", {shown - counted} more not enforced at this profile" if shown > counted else "")
+               + f"; {len(outcomes) - len(missing)} of {len(outcomes)} targets checked"
+               + (f" (not run: {' '.join(missing)})" if missing else ""))
+    print(summary, file=sys.stderr if counted else sys.stdout)
+    return 1 if counted else 0
+
+
+def resolve_profile(value: str | None) -> str:
+    value = value or "auto"
+    if value == "auto":
+        return auto_profile()
+    if value not in PROFILES:
+        raise SystemExit(f"PROFILE={value!r}: choose auto or one of {', '.join(PROFILES)}")
+    return value
+
+
+def explain_profile(value: str | None) -> str:
+    profile = resolve_profile(value)
+    if (value or "auto") != "auto":
+        return f"profile {profile} (PROFILE={value})"
+    reason = f"a GPU is visible: {device_name()}" if profile == "paper" else f"no GPU visible to torch ({device_name()})"
+    return f"profile {profile}, chosen automatically: {reason}"
+
+
+def run(target: str, command: list[str], results: Path = RESULTS) -> int:
+    """Run `command` (a target's script) with PROFILE resolved; record its wall time and exit status."""
+    profile = resolve_profile(os.environ.get("PROFILE"))
+    started, start = now(), time.perf_counter()
+    status = subprocess.call(command, env={**os.environ, "PROFILE": profile})
+    write_json(results / target / profile / "run.json",
+               {"target": target, "profile": profile, "command": command, "exit_status": status,
+                "wall_s": round(time.perf_counter() - start, 3), "started": started, "finished": now(),
+                "provenance": provenance()})
+    return status
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("run", help="run a target's command and record run.json")
+    p.add_argument("target")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- then the command")
+    commands.add_parser("profile", help="print the profile PROFILE resolves to")
+    for name in ("write", "check"):
+        p = commands.add_parser(name, help="write REPORT.md and REPORT.html" if name == "write" else
+                                "exit 1 if a stored tolerance or claim fails")
+        p.add_argument("--profile", default=os.environ.get("PROFILE") or "auto",
+                       help="smoke, cpu, paper or auto (paper with a GPU, cpu otherwise)")
+        p.add_argument("--results", type=Path, default=RESULTS, help="the results folder")
+        if name == "check":
+            p.add_argument("--strict", action="store_true", help="also count failures at profiles that do not "
+                                                                 "enforce the paper's numbers")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+        if not command:
+            parser.error("run: give the command after --")
+        return run(args.target, command)
+    if args.command == "profile":
+        print(f"make all: {explain_profile(os.environ.get('PROFILE'))}", file=sys.stderr)
+        print(resolve_profile(os.environ.get("PROFILE")))
+        return 0
+    profile = resolve_profile(args.profile)
+    if args.command == "check":
+        return check(profile, args.results, args.strict)
+    outcomes = write_report(profile, args.results)
+    print(f"wrote {args.results / 'REPORT.md'} and REPORT.html (profile {profile}): "
+          + ", ".join(f"{o.target.name} {o.status}" for o in outcomes if o.ran or o.run))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
