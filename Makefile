@@ -125,6 +125,7 @@ bench: venv ## Speed benchmarks (prints tables; see benchmarks/)
 	$(PYTHON) -m benchmarks.bench_projection
 	$(PYTHON) -m benchmarks.bench_table5
 	$(PYTHON) -m benchmarks.bench_images
+	$(PYTHON) -m benchmarks.bench_executors
 
 clean: ## Remove results/ (keeps data/ and .venv/)
 	rm -rf $(RESULTS)
