@@ -27,7 +27,6 @@ flags), claims.md and claims.json, config.json; records in results/label_erasure
 from __future__ import annotations
 
 import json
-import math
 import sys
 from dataclasses import dataclass, replace
 
@@ -37,6 +36,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import scipy.stats  # noqa: E402
 import torch  # noqa: E402
 
 import mnog  # noqa: E402
@@ -183,8 +183,13 @@ def trials_for_jobs(context: tuple[Config, str]):
     initial model (from the cache), D_r and D_f."""
     cfg, figure = context
     test, _, trials = load_trials(cfg, Setting(cfg, figure), train=False)
-    return test, {seed: (initial, (retain.inputs(), retain.targets()), (forget.inputs(), forget.targets()))
-                  for seed, (initial, _, retain, forget) in trials.items()}
+    return test, unlearning_inputs(trials)
+
+
+def unlearning_inputs(trials: dict) -> dict[int, tuple]:
+    """Per trial seed, what `mnog.unlearn` takes: (initial model, D_r as (inputs, targets), D_f)."""
+    return {seed: (initial, (retain.inputs(), retain.targets()), (forget.inputs(), forget.targets()))
+            for seed, (initial, _, retain, forget) in trials.items()}
 
 
 def erasure_scores(context: tuple[Config, str], shared, job: Job, trial_seeds: list[int]) -> dict[int, dict]:
@@ -228,10 +233,10 @@ def run_setting(cfg: Config, profile: str, setting: Setting, executor: Executor)
         front = pareto_front(group["mean_quality"].to_numpy(), group["mean_error"].to_numpy())
         points.loc[group.index[front], "frontier"] = True
     points["distance"] = np.hypot(1 - points["mean_quality"], points["mean_error"])
-    gt = np.array(gt_points)
-    sem = lambda v: float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else 0.0  # noqa: E731
+    gt = np.array(gt_points)                                                  # (trials, 2)
+    gt_se = scipy.stats.sem(gt, axis=0) if len(gt) > 1 else np.zeros(2)
     return points.assign(figure=setting.figure), {"quality": float(gt[:, 0].mean()), "error": float(gt[:, 1].mean()),
-                                                  "quality_se": sem(gt[:, 0]), "error_se": sem(gt[:, 1]),
+                                                  "quality_se": float(gt_se[0]), "error_se": float(gt_se[1]),
                                                   "classes": classes}
 
 
@@ -269,7 +274,6 @@ def claims(panels: list[tuple[Setting, pd.DataFrame, dict]]) -> list[tuple[str, 
         front = points[points["frontier"]]
         closest = front.groupby("method")["distance"].min().sort_values()
         if "MinNorm-OG" in closest and len(closest) > 1:
-            runner_up = closest.drop("MinNorm-OG").index[0]
             out.append((f"Figure {setting.figure}: MinNorm-OG's frontier is closest to (1, 0)",
                         closest.index[0] == "MinNorm-OG",
                         ", ".join(f"{m} {d:.3f}" for m, d in closest.items())))

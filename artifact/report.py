@@ -42,7 +42,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from mnog.config import PROFILES, auto_profile
-from mnog.report import PAPER_TABLES, cell, describe, fmt
+from mnog.report import PAPER_TABLES, cell, describe, fmt, stats
 from mnog.results import RESULTS, device_name, now, provenance, write_json, write_text
 
 ERASURE_SETTINGS = json.loads((PAPER_TABLES / "label_erasure.json").read_text())["settings"]
@@ -140,7 +140,7 @@ class Outcome:
         if self.run is not None and not self.run.get("stale") and self.run.get("exit_status", 0) != 0:
             lines.append(f"its last run (make {self.target.name}) exited with status {self.run['exit_status']}")
         if self.cells is not None:
-            names = _stats(self.cells)
+            names = stats(self.cells)
             for _, row in self.failed_cells.iterrows():
                 lines.append(f"{_cell_key(self.cells, row)}: ours {cell(row, names)}, paper {cell(row, names, '_paper')}"
                              f", tolerance: {describe(row['check'])}")
@@ -191,13 +191,9 @@ def load_claims(folder: Path) -> list[Claim]:
         raise ValueError(f"{path}: expected a list of {{\"claim\", \"holds\", \"detail\"}} objects ({error})") from None
 
 
-def _stats(cells: pd.DataFrame) -> tuple[str, ...]:
-    return ("mean", "se") if "mean_paper" in cells.columns else ("median", "low", "high")
-
-
 def _keys(cells: pd.DataFrame) -> list[str]:
     """The columns that name a cell: those before the paper's statistics (comparison.csv's layout)."""
-    first = f"{_stats(cells)[0]}_paper"
+    first = f"{stats(cells)[0]}_paper"
     return list(cells.columns[:list(cells.columns).index(first)])
 
 
@@ -268,7 +264,7 @@ def target_blocks(o: Outcome) -> list:
         blocks.append(Para(f"Profile {o.profile} does not enforce the paper's numbers (config.json: enforce "
                            "false): failures are shown, marked \"not enforced\", and do not fail `make check`."))
     if o.cells is not None:
-        cells, names = o.cells, _stats(o.cells)
+        cells, names = o.cells, stats(o.cells)
         rows = [[*(_plain(r[k]) for k in _keys(cells)), cell(r, names), cell(r, names, "_paper"), describe(r["check"]),
                  mark(r["pass"], o.enforced, r["expected"] == "deviation")] for _, r in cells.iterrows()]
         passed = int(cells["pass"].sum())

@@ -38,7 +38,6 @@ from tabulate import tabulate
 import mnog
 from artifact import figure2_label_erasure as erasure
 from mnog.config import field, parse_config
-from mnog.datasets import load_image_data
 from mnog.report import load_paper_table, write_claims
 from mnog.results import RESULTS, device_name, provenance, write_json, write_text
 from mnog.tasks import Task
@@ -94,15 +93,9 @@ def main(argv=None) -> int:
     print(f"Table 3 · profile {profile} · Figure {cfg.figure}'s setting ({setting.label()}) · {device_name()}")
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # as the authors' timer
-    data = load_image_data(setting.dataset, per_class=figure_cfg.per_class, test_per_class=figure_cfg.test_per_class)
-    classes = int(data.train_labels.max()) + 1
     task = Task("cross_entropy", logit_clamp=figure_cfg.logit_clamp)
-    trials = []
-    for seed in erasure.seeds(figure_cfg):
-        retain, forget = erasure.erasure_sets(setting, data.train_images, data.train_labels, seed)
-        retain, forget = retain.to(dev), forget.to(dev)
-        initial, _ = erasure.trained_models(figure_cfg, setting, retain, forget, seed, classes)
-        trials.append((initial, (retain.inputs(), retain.targets()), (forget.inputs(), forget.targets())))
+    _, _, loaded = erasure.load_trials(figure_cfg, setting)                  # trained once, then cached
+    trials = list(erasure.unlearning_inputs(loaded).values())
 
     def one_epoch(method: str, options: dict, trial) -> float:
         initial, retain_set, forget_set = trial
@@ -115,7 +108,7 @@ def main(argv=None) -> int:
         sync(dev)
         return time.perf_counter() - start
 
-    retain_labels = trials[0][1][1][0]                                       # D'_r's class labels
+    retain_labels = trials[0][1][1][0]                                       # D_r's class labels
     rows = []
     for label, method, options in variants(cfg):
         with warnings.catch_warnings():

@@ -179,6 +179,9 @@ def _decode_jpegs(samples: list[tuple[Path, int]], size: int, desc: str) -> tupl
 
 
 FASHION_MNIST_FOLDER = "fashion-mnist"
+# The idx files of each split: (images, labels).
+FASHION_MNIST_FILES = {split: (f"{split}-images-idx3-ubyte.gz", f"{split}-labels-idx1-ubyte.gz")
+                       for split in ("train", "t10k")}
 # Where system packages install Fashion-MNIST (Debian's dataset-fashion-mnist); read in place.
 FASHION_MNIST_SYSTEM_DIRS = (Path("/usr/share/datasets/fashion-mnist"),)
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -199,9 +202,9 @@ def load_fashion_mnist(root: Path | str | None = None, download: bool = True, *,
     table = load_checksums() if resources is None else resources
     folders = (root / FASHION_MNIST_FOLDER, *map(Path, system_dirs))
     splits = {}
-    for split in ("train", "t10k"):
-        images = _read_idx(_locate(f"{split}-images-idx3-ubyte.gz", folders, table, mirror, download), IDX_IMAGES)
-        labels = _read_idx(_locate(f"{split}-labels-idx1-ubyte.gz", folders, table, mirror, download), IDX_LABELS)
+    for split, (images_file, labels_file) in FASHION_MNIST_FILES.items():
+        images = _read_idx(_locate(images_file, folders, table, mirror, download), IDX_IMAGES)
+        labels = _read_idx(_locate(labels_file, folders, table, mirror, download), IDX_LABELS)
         if images.shape[1:] != (28, 28) or len(images) != len(labels) or labels.max(initial=0) >= 10:
             raise ValueError(f"Fashion-MNIST {split}: expected n 28×28 images and n labels in 0-9, got images "
                              f"{images.shape} and {len(labels)} labels up to {labels.max(initial=0)}")

@@ -9,10 +9,12 @@ message which file to place where, where to get it, and which checksum it must h
 """
 from __future__ import annotations
 
+import argparse
 import http.client
 import hashlib
 import os
 import string
+import sys
 import tempfile
 import urllib.request
 import warnings
@@ -196,19 +198,11 @@ def _unavailable(path: Path, accepted: list[Resource], reason: str) -> str:
 
 # -- command line: `make data` (fetch) and `make verify` ------------------------------------------------
 
-import argparse  # noqa: E402  (the command line's own imports, kept with it)
-import sys  # noqa: E402
-
-# The Fashion-MNIST files, which mnog.datasets.load_fashion_mnist reads from DATA/fashion-mnist or,
-# in place, from a system folder; every other file of checksums.txt lives in DATA itself.
-FASHION_MNIST_FILES = tuple(f"{split}-{kind}-ubyte.gz" for split in ("train", "t10k")
-                            for kind in ("images-idx3", "labels-idx1"))
-
-
 def locations(filename: str, data: Path) -> list[Path]:
-    """The folders the loaders read `filename` from, the one it is downloaded into first."""
-    from mnog.datasets import FASHION_MNIST_FOLDER, FASHION_MNIST_SYSTEM_DIRS
-    if filename in FASHION_MNIST_FILES:
+    """The folders the loaders read `filename` from, the one it is downloaded into first:
+    Fashion-MNIST's files from DATA/fashion-mnist or, in place, a system folder; the rest from DATA."""
+    from mnog.datasets import FASHION_MNIST_FILES, FASHION_MNIST_FOLDER, FASHION_MNIST_SYSTEM_DIRS
+    if any(filename in files for files in FASHION_MNIST_FILES.values()):
         return [data / FASHION_MNIST_FOLDER, *FASHION_MNIST_SYSTEM_DIRS]
     return [data]
 
@@ -249,14 +243,15 @@ def verify_all(data: Path, table: dict[str, list[Resource]]) -> int:
     (a Fashion-MNIST system folder), and a system folder's copy that matches nothing is not read."""
     verified, corrupt = 0, []
     for filename, accepted in table.items():
-        copies = [(folder / filename, matching(folder / filename, accepted))
-                  for folder in locations(filename, data) if (folder / filename).is_file()]
-        good = [(path, copy) for path, copy in copies if copy is not None]
+        folders = locations(filename, data)
+        copies = {folder / filename: matching(folder / filename, accepted)
+                  for folder in folders if (folder / filename).is_file()}        # each file hashed once
+        good = [(path, copy) for path, copy in copies.items() if copy is not None]
         for path, copy in good:
             print(f"ok          {path} ({copy})")
         verified += bool(good)
-        path = locations(filename, data)[0] / filename
-        if path.is_file() and matching(path, accepted) is None:
+        path = folders[0] / filename
+        if path in copies and copies[path] is None:
             found = f"found {_listing(file_digests(path, accepted))}"
             if good:
                 print(f"unused      {path}: matches none of its checksums ({found}); the copy above is read instead")

@@ -17,7 +17,6 @@ import os
 import platform
 import socket
 import subprocess
-import sys
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mnog import download
-from mnog.datasets import FASHION_MNIST_FOLDER
+from mnog.datasets import FASHION_MNIST_FILES, FASHION_MNIST_FOLDER
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES = {  # name -> (algorithm, content)
@@ -117,5 +117,6 @@ def test_every_listed_file_has_a_home_the_loaders_read():
     homes = {name: download.locations(name, Path("/d"))[0] for name in table}
     assert homes["cifar-10-python.tar.gz"] == Path("/d")
     assert homes["resnet50-0676ba61.pth"] == Path("/d")
-    assert {homes[n] for n in download.FASHION_MNIST_FILES} == {Path("/d") / FASHION_MNIST_FOLDER}
-    assert set(download.FASHION_MNIST_FILES) <= set(table)
+    fashion = {name for files in FASHION_MNIST_FILES.values() for name in files}
+    assert {homes[n] for n in fashion} == {Path("/d") / FASHION_MNIST_FOLDER}
+    assert fashion <= set(table)
