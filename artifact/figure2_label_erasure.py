@@ -49,7 +49,7 @@ from mnog.models import ColorResNet  # noqa: E402
 from mnog.report import PAPER_TABLES, claims_markdown, write_claims  # noqa: E402
 from mnog.results import RESULTS, RecordStore, provenance, stable_hash, write_json, write_text  # noqa: E402
 from mnog.sweep import (ImageSweepConfig, Job, Runner, method_grid, pareto_front, run_sweep,  # noqa: E402
-                        summarize, unlearned_copy)
+                        search_grid, summarize, unlearned_copy, variant)
 from mnog.tasks import Task  # noqa: E402
 from mnog.training import label_erasure_recipe, train_cached  # noqa: E402
 
@@ -102,7 +102,8 @@ class Setting:
         spec = SETTINGS["settings"][figure]
         self.figure, self.paper_dataset = figure, spec["dataset"]
         self.dataset = cfg.dataset or spec["dataset"]
-        self.p_color, self.p_retain, self.epochs, self.grid = spec["p_color"], spec["p_retain"], spec["epochs"], spec["grid"]
+        self.p_color, self.p_retain, self.epochs = spec["p_color"], spec["p_retain"], spec["epochs"]
+        self.grid, self.grid_source = search_grid("label_erasure", figure, spec["grid"], cfg.grids)
         self.tiny = self.dataset == "tiny_imagenet"  # ResNet-50 from ImageNet weights, ImageNet statistics
         self.norm = IMAGENET_NORM if self.tiny else CIFAR_NORM
         self.batch_size = cfg.batch_size or (512 if self.tiny else 256)
@@ -139,7 +140,7 @@ def trained_models(cfg: Config, setting: Setting, retain: ColoredImages, forget:
     for name, data in [("initial", concat(retain, forget)), ("gt", retain)]:
         spec = {"dataset": setting.dataset, "per_class": cfg.per_class, "p_color": setting.p_color,
                 "recipe": recipe, "epochs": cfg.train_epochs, "width": cfg.width, "seed": seed, "model": name,
-                "data": len(data), "mnog": mnog.__version__}
+                "data": len(data), "precision": cfg.precision, "mnog": mnog.__version__}
         path = RESULTS / "cache" / f"erasure-{stable_hash(spec)}.pt"
         if not train and not path.exists():
             raise FileNotFoundError(f"no cached {name} model at {path}: the driver trains it before the sweep, and "
@@ -148,8 +149,9 @@ def trained_models(cfg: Config, setting: Setting, retain: ColoredImages, forget:
             torch.manual_seed(seed)
             model = (ColorResNet(50, heads=(classes, 3), imagenet=True) if setting.tiny
                      else ColorResNet(18, heads=(classes, 3), width=cfg.width)).to(retain.images.device)
-        sgd, phases = label_erasure_recipe(recipe, data, cfg.train_epochs)
-        models[name] = train_cached(path, model, phases, sgd, seed=seed, desc=f"trial {seed}: {name} model")
+        sgd, phases = label_erasure_recipe(recipe, data, cfg.train_epochs, ground_truth=name == "gt")
+        models[name] = train_cached(path, model, phases, sgd, seed=seed, desc=f"trial {seed}: {name} model",
+                                    precision=cfg.precision)
     return models["initial"], models["gt"]
 
 
@@ -173,7 +175,8 @@ def record_setting(cfg: Config, setting: Setting) -> dict:
             "recipe_dataset": setting.paper_dataset, "per_class": cfg.per_class,
             "test_per_class": cfg.test_per_class, "width": cfg.width, "train_epochs": cfg.train_epochs,
             "p_color": setting.p_color, "p_retain": setting.p_retain, "batch_size": setting.batch_size,
-            "logit_clamp": cfg.logit_clamp, "device": device(cfg).type}
+            "logit_clamp": cfg.logit_clamp, "device": device(cfg).type, "precision": cfg.precision,
+            "bn_stats": cfg.bn_stats}
 
 
 # -- the sweep: one job = one (method, T, configuration) on the missing trials ------------------
@@ -200,24 +203,27 @@ def erasure_scores(context: tuple[Config, str], shared, job: Job, trial_seeds: l
     task = Task("cross_entropy", logit_clamp=cfg.logit_clamp)
     results = {}
     for seed in trial_seeds:
-        model = unlearned_copy(job, record_setting(cfg, setting), seed, *trials[seed], task,
-                               batch_size=setting.batch_size, p_retain=setting.p_retain)
+        model, _ = unlearned_copy(job, record_setting(cfg, setting), seed, *trials[seed], task,
+                                  batch_size=setting.batch_size, p_retain=setting.p_retain, bn_stats=cfg.bn_stats)
         results[seed] = dict(zip(METRICS, erasure_metrics(model, test_images, test_labels, setting.norm)))
     return results
 
 
 # -- one setting: the sweep and its frontiers --------------------------------------------------
 
-def run_setting(cfg: Config, profile: str, setting: Setting, executor: Executor) -> tuple[pd.DataFrame, dict]:
-    """Every configuration's mean ± SE of both metrics (with frontier flags), and the GT point."""
+def run_setting(cfg: Config, profile: str, setting: Setting, executor: Executor) -> tuple[pd.DataFrame, dict, dict]:
+    """Every configuration's mean ± SE of both metrics (with frontier flags), the GT point and
+    the initial models' point (what unlearning starts from)."""
     dev = device(cfg)
     (test_images, test_labels), classes, trials = load_trials(cfg, setting)  # trains the models once (then cached)
-    gt_points = [erasure_metrics(gt, test_images, test_labels, setting.norm) for _, gt, _, _ in trials.values()]
+    gt_point, initial_point = (mean_point([erasure_metrics(models[i], test_images, test_labels, setting.norm)
+                                           for models in trials.values()], classes) for i in (1, 0))
     del test_images, test_labels, trials  # the sweep's jobs load their own copies, wherever they run
     axes = dict(setting.grid)
     if cfg.n_pert:
         axes["n_pert"] = [cfg.n_pert]
-    jobs = [Job.of(m, setting.epochs, hp) for m in cfg.methods for hp in method_grid(m, axes, cfg.grid_values)]
+    jobs = [Job.of(m, setting.epochs, hp) for m in cfg.methods
+            for hp in method_grid(m, axes, cfg.grid_values, cfg.method_options())]
     job_cfg = replace(cfg, device=job_device(cfg, dev))  # the driver's choice of device, for every worker
     run = Runner(trials_for_jobs, erasure_scores, (job_cfg, setting.figure))
 
@@ -233,11 +239,15 @@ def run_setting(cfg: Config, profile: str, setting: Setting, executor: Executor)
         front = pareto_front(group["mean_quality"].to_numpy(), group["mean_error"].to_numpy())
         points.loc[group.index[front], "frontier"] = True
     points["distance"] = np.hypot(1 - points["mean_quality"], points["mean_error"])
-    gt = np.array(gt_points)                                                  # (trials, 2)
-    gt_se = scipy.stats.sem(gt, axis=0) if len(gt) > 1 else np.zeros(2)
-    return points.assign(figure=setting.figure), {"quality": float(gt[:, 0].mean()), "error": float(gt[:, 1].mean()),
-                                                  "quality_se": float(gt_se[0]), "error_se": float(gt_se[1]),
-                                                  "classes": classes}
+    return points.assign(figure=setting.figure), gt_point, initial_point
+
+
+def mean_point(per_trial: list[tuple[float, float]], classes: int) -> dict:
+    """Mean and standard error over trials of (retain quality, forget error)."""
+    values = np.array(per_trial)                                              # (trials, 2)
+    se = scipy.stats.sem(values, axis=0) if len(values) > 1 else np.zeros(2)
+    return {"quality": float(values[:, 0].mean()), "error": float(values[:, 1].mean()), "quality_se": float(se[0]),
+            "error_se": float(se[1]), "classes": classes}
 
 
 # -- plots and claims -------------------------------------------------------------------------
@@ -291,14 +301,20 @@ def claims(panels: list[tuple[Setting, pd.DataFrame, dict]]) -> list[tuple[str, 
 def main(argv=None) -> int:
     cfg, profile = parse_config(Config, PROFILES, __doc__.split("\n")[0], argv)
     name = f"figure{cfg.figure}"
-    out = RESULTS / name / profile
-    panels = []
+    out = RESULTS / name / (profile + variant(cfg, PROFILES[profile]))
+    panels, initials = [], {}
     with from_config(cfg, gpu=device(cfg).type == "cuda") as executor:
         for figure in figure_settings(cfg):
             setting = Setting(cfg, figure)
-            print(f"Figure {figure} · profile {profile} · {setting.label()} · {cfg.trials} trials · device {device(cfg)}")
-            points, gt = run_setting(cfg, profile, setting, executor)
+            print(f"Figure {figure} · profile {profile} · {setting.label()} · {cfg.trials} trials · device {device(cfg)}"
+                  f" · grid: {setting.grid_source} · BatchNorm statistics: {cfg.bn_stats} batches · training in "
+                  f"{cfg.precision}")
+            points, gt, initial = run_setting(cfg, profile, setting, executor)
+            print(f"Figure {figure}: initial models {initial['quality']:.3f} ± {initial['quality_se']:.3f} retain "
+                  f"quality at forget error {initial['error']:.3f} ± {initial['error_se']:.3f}; GT models "
+                  f"{gt['quality']:.3f} ± {gt['quality_se']:.3f} at {gt['error']:.3f} ± {gt['error_se']:.3f}")
             panels.append((setting, points, gt))
+            initials[figure] = initial
     checks = claims(panels)
     out.mkdir(parents=True, exist_ok=True)
     pd.concat([p for _, p, _ in panels], ignore_index=True).to_csv(out / f"{name}.csv", index=False)
@@ -309,6 +325,7 @@ def main(argv=None) -> int:
     write_text(out / "claims.md", text + "\n")
     write_claims(out, checks)
     write_json(out / "config.json", {"profile": profile, "config": cfg, "gt": {s.figure: g for s, _, g in panels},
+                                     "initial": initials, "grids": {s.figure: s.grid_source for s, _, _ in panels},
                                      "provenance": provenance()})
     print(text + f"\nwrote {out}/{name}.png/.pdf/.csv")
     failed = sum(not ok for _, ok, _ in checks)

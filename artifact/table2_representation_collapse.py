@@ -41,8 +41,8 @@ from mnog.metrics import color_accuracy
 from mnog.models import ColorResNet
 from mnog.report import PAPER_TABLES, compare, load_paper_table, publish
 from mnog.results import RESULTS, RecordStore, provenance, stable_hash, write_json
-from mnog.sweep import (ImageSweepConfig, Job, Runner, method_grid, run_sweep, select_best, summarize,
-                        unlearned_copy)
+from mnog.sweep import (ImageSweepConfig, Job, Runner, method_grid, run_sweep, search_grid, select_best,
+                        summarize, unlearned_copy, variant)
 from mnog.tasks import Task
 from mnog.training import Phase, SGDConfig, train_cached
 
@@ -122,7 +122,8 @@ def trained_models(cfg: Config, retain: ColoredImages, forget: ColoredImages, se
     """θ* and GT of one trial, trained once and cached (train=False: only loaded, as in the sweep's workers)."""
     spec = {"dataset": cfg.dataset, "per_class": cfg.per_class, "width": cfg.width, "p_forget": cfg.p_forget,
             "warm": cfg.warm_epochs, "initial": cfg.initial_epochs, "gt": cfg.gt_epochs, "lr": cfg.lr,
-            "lr_step": cfg.lr_step, "batch": cfg.batch_size, "seed": seed, "mnog": mnog.__version__}
+            "lr_step": cfg.lr_step, "batch": cfg.batch_size, "seed": seed, "precision": cfg.precision,
+            "mnog": mnog.__version__}
     path = RESULTS / "cache" / f"collapse-{stable_hash(spec)}.pt"
     sgd = SGDConfig(lr=cfg.lr, step_size=cfg.lr_step, batch_size=cfg.batch_size)
     models = {}
@@ -136,7 +137,8 @@ def trained_models(cfg: Config, retain: ColoredImages, forget: ColoredImages, se
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = ColorResNet(18, heads=(len(PALETTE),), width=cfg.width).to(retain.images.device)
-        models[name] = train_cached(file, model, phases, sgd, seed=seed, desc=f"trial {seed}: {name} model")
+        models[name] = train_cached(file, model, phases, sgd, seed=seed, desc=f"trial {seed}: {name} model",
+                                    precision=cfg.precision)
     return models["initial"], models["gt"]
 
 
@@ -159,7 +161,7 @@ def record_setting(cfg: Config, p_retain: float) -> dict:
             "test_per_class": cfg.test_per_class, "width": cfg.width, "p_forget": cfg.p_forget,
             "epochs": (cfg.warm_epochs, cfg.initial_epochs, cfg.gt_epochs), "lr": cfg.lr, "lr_step": cfg.lr_step,
             "batch_size": cfg.batch_size, "logit_clamp": cfg.logit_clamp, "device": device(cfg).type,
-            "p_retain": p_retain}
+            "precision": cfg.precision, "bn_stats": cfg.bn_stats, "p_retain": p_retain}
 
 
 # -- the sweep: one job = one (method, T, configuration) on the missing trials ------------------
@@ -180,8 +182,8 @@ def color_accuracies(context: tuple[Config, float], shared, job: Job, trial_seed
     task = Task("cross_entropy", logit_clamp=cfg.logit_clamp)
     results = {}
     for seed in trial_seeds:
-        model = unlearned_copy(job, record_setting(cfg, p_retain), seed, *trials[seed], task,
-                               batch_size=cfg.batch_size, p_retain=p_retain)
+        model, _ = unlearned_copy(job, record_setting(cfg, p_retain), seed, *trials[seed], task,
+                                  batch_size=cfg.batch_size, p_retain=p_retain, bn_stats=cfg.bn_stats)
         results[seed] = {"color_accuracy": 100 * color_accuracy(model, test_images, PALETTE, CIFAR_NORM)}
     return results
 
@@ -189,8 +191,9 @@ def color_accuracies(context: tuple[Config, float], shared, job: Job, trial_seed
 def main(argv=None) -> int:
     cfg, profile = parse_config(Config, PROFILES, __doc__.split("\n")[0], argv)
     dev = device(cfg)
-    out = RESULTS / "table2" / profile
-    print(f"Table 2 · profile {profile} · {cfg.dataset} · {cfg.trials} trials · rows {cfg.rows} · device {dev}")
+    out = RESULTS / "table2" / (profile + variant(cfg, PROFILES[profile]))
+    print(f"Table 2 · profile {profile} · {cfg.dataset} · {cfg.trials} trials · rows {cfg.rows} · device {dev} · "
+          f"BatchNorm statistics: {cfg.bn_stats} batches · training in {cfg.precision}")
 
     test_images, trials = load_trials(cfg)  # trains θ* and GT of every trial once (then cached)
     references = {seed: {"initial": 100 * color_accuracy(initial, test_images, PALETTE, CIFAR_NORM),
@@ -199,9 +202,12 @@ def main(argv=None) -> int:
     del test_images, trials  # the sweep's jobs load their own copies, wherever they run
     print("color accuracy (%) of θ* and GT per trial:",
           ", ".join(f"{s}: {r['initial']:.1f} / {r['gt']:.1f}" for s, r in references.items()))
-    grids = json.loads((PAPER_TABLES / "tables18_22.json").read_text())
+    paper_grids = json.loads((PAPER_TABLES / "tables18_22.json").read_text())
+    grids = {f"{p:g}:{t}": search_grid("table2", f"{p:g}:{t}", paper_grids[f"{p:g}:{t}"], cfg.grids)
+             for p, t in rows(cfg)}
     setting = {k: v for k, v in record_setting(cfg, 0.0).items() if k != "p_retain"}
     write_json(out / "config.json", {"profile": profile, "config": cfg, "setting": setting,
+                                     "grids": {row: source for row, (_, source) in grids.items()},
                                      "references": references, "provenance": provenance()})
 
     store = RecordStore(RESULTS / "table2" / "records.jsonl")
@@ -209,10 +215,13 @@ def main(argv=None) -> int:
     best_rows = []
     with from_config(cfg, gpu=dev.type == "cuda") as executor:
         for p_retain, epochs in rows(cfg):
-            axes = dict(grids[f"{p_retain:g}:{epochs}"])
+            axes, source = grids[f"{p_retain:g}:{epochs}"]
+            axes = dict(axes)
             if cfg.n_pert:
                 axes["n_pert"] = [cfg.n_pert]
-            jobs = [Job.of(m, epochs, hp) for m in cfg.methods for hp in method_grid(m, axes, cfg.grid_values)]
+            print(f"row p_retain {p_retain:g}, T = {epochs}: grid from {source}")
+            jobs = [Job.of(m, epochs, hp) for m in cfg.methods
+                    for hp in method_grid(m, axes, cfg.grid_values, cfg.method_options())]
             records = run_sweep(jobs, seeds(cfg), Runner(trials_for_jobs, color_accuracies, (job_cfg, p_retain)),
                                 store, record_setting(cfg, p_retain), desc=f"table2 {p_retain:g}:{epochs}",
                                 executor=executor)

@@ -85,67 +85,88 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+# The two timers (SPEC §11.8). "ours": cuDNN picks its fastest kernels (benchmark on) and a
+# step forwards only the batches its method's loss uses, so each row is the method's own
+# cost. "authors": the authors' timer, whose set_seed turns cuDNN's deterministic kernels on
+# and benchmark off for every run, and whose loop forwards the retain and the forget batch at
+# every step (bn_stats="both", SPEC §11.1). cuDNN's flags do nothing on a CPU.
+MODES = {"ours": {"deterministic": False, "benchmark": True, "bn_stats": "loss"},
+         "authors": {"deterministic": True, "benchmark": False, "bn_stats": "both"}}
+
+
 def main(argv=None) -> int:
     cfg, profile = parse_config(Config, PROFILES, __doc__.split("\n")[0], argv)
     figure_cfg = replace(erasure.PROFILES[cfg.erasure_profile], figure=cfg.figure)
     setting = erasure.Setting(figure_cfg, cfg.figure)
     dev = erasure.device(figure_cfg)
     print(f"Table 3 · profile {profile} · Figure {cfg.figure}'s setting ({setting.label()}) · {device_name()}")
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # as the authors' timer
     task = Task("cross_entropy", logit_clamp=figure_cfg.logit_clamp)
     _, _, loaded = erasure.load_trials(figure_cfg, setting)                  # trained once, then cached
     trials = list(erasure.unlearning_inputs(loaded).values())
 
-    def one_epoch(method: str, options: dict, trial) -> float:
+    def one_epoch(method: str, options: dict, trial, bn_stats: str) -> float:
         initial, retain_set, forget_set = trial
         hp = {k: v for k, v in {**HYPERPARAMETERS, **options}.items() if k in mnog.METHODS[method].hyperparameters()}
         model = copy.deepcopy(initial)
         sync(dev)
         start = time.perf_counter()
         mnog.unlearn(model, method, forget=forget_set, retain=retain_set, loss=task, epochs=1,
-                     batch_size=setting.batch_size, p_retain=setting.p_retain, **hp)
+                     batch_size=setting.batch_size, p_retain=setting.p_retain, bn_stats=bn_stats, **hp)
         sync(dev)
         return time.perf_counter() - start
 
     retain_labels = trials[0][1][1][0]                                       # D_r's class labels
-    rows = []
-    for label, method, options in variants(cfg):
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "MinNorm-OG: n_pert")             # the empty subsample, reported below
-            one_epoch(method, options, trials[0])                              # warm-up, not timed
-            seconds = [one_epoch(method, options, trial) for trial in trials]
-        rows.append({"method": label, "seconds": sum(seconds) / len(seconds), "trials": len(seconds),
-                     "subsample_per_class": per_class(options["n_pert"], retain_labels, setting.batch_size)
-                     if "n_pert" in options else None})
-    table = pd.DataFrame(rows)
-    table["ratio_to_gd"] = table["seconds"] / table.loc[table["method"] == "GD", "seconds"].item()
+    rows = {label: {"method": label, "trials": len(trials),
+                    "subsample_per_class": per_class(options["n_pert"], retain_labels, setting.batch_size)
+                    if "n_pert" in options else None} for label, _, options in variants(cfg)}
+    cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    try:
+        for mode, timer in MODES.items():
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = timer["deterministic"], timer["benchmark"]
+            for label, method, options in variants(cfg):
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", "MinNorm-OG: n_pert")      # the empty subsample, reported below
+                    one_epoch(method, options, trials[0], timer["bn_stats"])    # warm-up, not timed
+                    seconds = [one_epoch(method, options, trial, timer["bn_stats"]) for trial in trials]
+                rows[label][f"{mode}_seconds"] = sum(seconds) / len(seconds)
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
+    table = pd.DataFrame(rows.values())
+    for mode in MODES:
+        gd = table.loc[table["method"] == "GD", f"{mode}_seconds"].item()
+        table[f"{mode}_ratio_to_gd"] = table[f"{mode}_seconds"] / gd
     paper = load_paper_table("table3")
     paper["paper_ratio_to_gd"] = paper["seconds"] / paper.loc[paper["method"] == "GD", "seconds"].item()
     table = table.merge(paper.rename(columns={"seconds": "paper_seconds"}), on="method", how="left")
-    ratio = table.loc[table["method"] == "MinNorm-OG", "ratio_to_gd"].item()
-    claim = (f"MinNorm-OG / GD ≤ {cfg.target:g}", ratio <= cfg.target, f"{ratio:.2f}")
+    minnorm = table.loc[table["method"] == "MinNorm-OG"].iloc[0]
+    checks = [(f"MinNorm-OG / GD ≤ {cfg.target:g}", minnorm["ours_ratio_to_gd"] <= cfg.target,
+               f"{minnorm['ours_ratio_to_gd']:.2f}"),
+              (f"MinNorm-OG / GD ≤ {cfg.target:g} (the authors' timer)", minnorm["authors_ratio_to_gd"] <= cfg.target,
+               f"{minnorm['authors_ratio_to_gd']:.2f}")]
 
     out = RESULTS / "table3" / profile
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "table3.csv", index=False)
+    dash = lambda v, fmt: "—" if pd.isna(v) else format(v, fmt)  # noqa: E731
     text = "\n\n".join([
         f"# Table 3 (seconds per unlearning epoch), profile {profile}, {device_name()}",
-        tabulate([[r["method"], f"{r['seconds']:.3f}", f"{r['ratio_to_gd']:.2f}",
-                   "—" if pd.isna(r["paper_seconds"]) else f"{r['paper_seconds']:.2f}",
-                   "—" if pd.isna(r["paper_ratio_to_gd"]) else f"{r['paper_ratio_to_gd']:.2f}",
+        tabulate([[r["method"], f"{r['ours_seconds']:.3f}", f"{r['ours_ratio_to_gd']:.2f}",
+                   f"{r['authors_seconds']:.3f}", f"{r['authors_ratio_to_gd']:.2f}",
+                   dash(r["paper_seconds"], ".2f"), dash(r["paper_ratio_to_gd"], ".2f"),
                    "" if pd.isna(r["subsample_per_class"]) else int(r["subsample_per_class"])]
                   for _, r in table.iterrows()],
-                 headers=["method", "ours, s", "ours ÷ GD", "paper, s", "paper ÷ GD", "B'_r per class"],
-                 tablefmt="github"),
-        tabulate([[claim[0], "✓" if claim[1] else "✗", claim[2]]], headers=["target", "met", "ours"],
-                 tablefmt="github")])
+                 headers=["method", "ours, s", "ours ÷ GD", "authors' timer, s", "authors' timer ÷ GD", "paper, s",
+                          "paper ÷ GD", "B'_r per class"], tablefmt="github"),
+        "ours: cuDNN benchmark on, a step forwards only the batches its loss uses; the authors' timer: cuDNN "
+        "deterministic and benchmark off, every step forwards the retain and the forget batch (SPEC §11.8).",
+        tabulate([[text, "✓" if ok else "✗", value] for text, ok, value in checks],
+                 headers=["target", "met", "ours"], tablefmt="github")])
     write_text(out / "table3.md", text + "\n")
-    write_claims(out, [claim])
+    write_claims(out, checks)
     write_json(out / "config.json", {"profile": profile, "config": cfg, "figure_profile": figure_cfg,
-                                     "hyperparameters": HYPERPARAMETERS, "provenance": provenance()})
+                                     "hyperparameters": HYPERPARAMETERS, "timers": MODES, "provenance": provenance()})
     print(text)
-    if not claim[1] and cfg.enforce:
+    if not all(ok for _, ok, _ in checks) and cfg.enforce:
         print("MinNorm-OG's epoch exceeds the target ratio to GD", file=sys.stderr)
         return 1
     return 0

@@ -39,7 +39,7 @@ from mnog.metrics import sup_error
 from mnog.models import mlp
 from mnog.report import PAPER_TABLES, compare, load_paper_table, publish
 from mnog.results import RESULTS, RecordStore, provenance, stable_hash, write_json
-from mnog.sweep import Job, Runner, method_grid, run_sweep, select_best, summarize
+from mnog.sweep import Job, MethodOptions, Runner, method_grid, run_sweep, select_best, summarize, variant
 from mnog.tasks import get_task
 from mnog.training import save_atomic, train_full_batch
 
@@ -47,7 +47,7 @@ METHODS = ("Retrain", "MinNorm-OG", "GD", "GA", "NGP", "NGD", "Ridge", "L1Sparse
 
 
 @dataclass(frozen=True)
-class Config(ExecutorConfig):  # --executor, --workers, --address: where the sweep's jobs run
+class Config(ExecutorConfig, MethodOptions):  # --executor ...: where jobs run; --minnorm-order ... (mnog.sweep)
     trials: int = field(10, "number of trials")
     first_seed: int = field(1, "trials use seeds first_seed, first_seed + 1, ...")
     width: int = field(300, "hidden width of the 1-300-300-1 MLP")
@@ -138,7 +138,7 @@ def jobs(cfg: Config) -> list[Job]:
     table7 = json.loads((PAPER_TABLES / "table7.json").read_text())
     return [Job.of(method, budget, hyperparameters)
             for budget in cfg.budgets for method in cfg.methods
-            for hyperparameters in method_grid(method, table7[str(budget)], cfg.grid_values)]
+            for hyperparameters in method_grid(method, table7[str(budget)], cfg.grid_values, cfg.method_options())]
 
 
 def sweep(cfg: Config, profile: str) -> tuple[mnog.Ensemble, list[dict]]:
@@ -187,10 +187,11 @@ def claims(best) -> list[tuple[str, bool, str]]:
 
 def main(argv=None) -> int:
     cfg, profile = parse_config(Config, PROFILES, __doc__.split("\n")[0], argv)
-    out = RESULTS / "table5" / profile
+    out = RESULTS / "table5" / (profile + variant(cfg, PROFILES[profile]))
     write_json(out / "config.json", {"profile": profile, "config": cfg, "setting": setting(cfg),
                                      "provenance": provenance()})
-    print(f"Table 5 · profile {profile} · {cfg.trials} trials · T ∈ {cfg.budgets} · device {cfg.device}")
+    print(f"Table 5 · profile {profile} · {cfg.trials} trials · T ∈ {cfg.budgets} · device {cfg.device} · "
+          f"MinNorm-OG: order {cfg.minnorm_order}, G in {cfg.minnorm_precision}")
 
     _, records = sweep(cfg, profile)
     best = select_best(summarize(records, "sup_error"), n=cfg.trials)

@@ -67,6 +67,17 @@ def random_subset(n: int, size: int, members: int | None, generator: torch.Gener
     return torch.rand(shape, generator=generator, device=device).argsort(-1)[..., :size]
 
 
+def retain_subset(n: int, p_retain: float, seed: int, members: int | None = None) -> Tensor | None:
+    """D'_r: the indices of int(p_retain · n) random retain samples (per member for an
+    ensemble), drawn on the CPU from `seed` alone; None when p_retain keeps all of them."""
+    kept = int(p_retain * n)
+    if kept < 1:
+        raise ValueError(f"p_retain={p_retain} keeps no sample of a retain set of {n}")
+    if kept == n:
+        return None
+    return random_subset(n, kept, members, torch.Generator().manual_seed(seed), "cpu")
+
+
 def paired_batches(retain: Batch, forget: Batch, batch_size: int | None, epochs: int,
                    members: int | None, generator: torch.Generator) -> Iterator[tuple[int, Batch, Batch]]:
     """Yield (epoch, retain batch, forget batch) for the whole run (SPEC §4).

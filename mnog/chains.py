@@ -21,7 +21,8 @@ def is_linear_chain(model: nn.Module) -> bool:
 
 def chain_forward(chain: nn.Sequential, params: dict[str, Tensor], x: Tensor,
                   probes: list[Tensor] | None = None) -> tuple[Tensor, list[Tensor]]:
-    """The chain on x of shape (..., N, in) with weights (..., out, in) from `params`.
+    """The chain on x of shape (..., N, in) with weights (..., out, in) from `params`, keyed by
+    the chain's own names ("0.weight", or "fc1.weight" for a chain built from an OrderedDict).
 
     Activations are kept feature-major, (..., features, N), so that z = W a + b is one
     (batched) matrix product whose weight gradient comes out contiguous: no layout copies
@@ -30,10 +31,10 @@ def chain_forward(chain: nn.Sequential, params: dict[str, Tensor], x: Tensor,
     w.r.t. them). Returns the output (..., N, out) and every Linear layer's input (..., in, N).
     """
     a, inputs = x.mT, []
-    for i, layer in enumerate(chain):
+    for name, layer in chain.named_children():
         if isinstance(layer, nn.Linear):
             inputs.append(a)
-            weight, bias = params[f"{i}.weight"], params.get(f"{i}.bias")
+            weight, bias = params[f"{name}.weight"], params.get(f"{name}.bias")
             a = weight @ a if bias is None else _affine(weight, a, bias)
             if probes is not None:
                 a = a + probes[len(inputs) - 1]

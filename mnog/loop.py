@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from mnog.batches import as_batch, paired_batches, random_subset
+from mnog.batches import as_batch, paired_batches, retain_subset
 from mnog.ensemble import members_of
 from mnog.errors import NonFiniteError
 from mnog.methods import Hyperparameters, get_method
@@ -22,11 +22,13 @@ class UnlearnResult:
     epochs: int
     steps: int
     seconds: float
+    retain_indices: torch.Tensor | None  # D'_r: the retain samples the method could see (None: all)
 
 
 def unlearn(model: nn.Module, method: str, forget, retain, loss: str | Task, epochs: int, *,
             batch_size: int | None = None, p_retain: float = 1.0, seed: int = 0,
-            progress: bool = False, **hyperparameters) -> UnlearnResult:
+            retain_seed: int | None = None, bn_stats: str = "loss", progress: bool = False,
+            **hyperparameters) -> UnlearnResult:
     """Unlearn the forget set from `model`, in place.
 
     model:      any torch.nn.Module (or an mnog.Ensemble of identical modules).
@@ -37,7 +39,15 @@ def unlearn(model: nn.Module, method: str, forget, retain, loss: str | Task, epo
     epochs:     T. batch_size=None runs one full-batch step per epoch (Data Poisoning);
                 otherwise each forget batch is paired with a retain batch of the same size.
     p_retain:   fraction of the retain set the method may see (D'_r, drawn once).
-    seed:       seeds every random draw of the run (D'_r, batches, noise, subsamples).
+    seed:       seeds every random draw of the run (batches, noise, subsamples, and D'_r
+                unless retain_seed is given).
+    retain_seed: seeds the draw of D'_r alone (on the CPU, so the same on every device);
+                the experiments pass one per trial, so that every method and configuration
+                of a trial sees the same D'_r (SPEC §4, §11.2).
+    bn_stats:   "loss" forwards only the batches a method's objective uses; "both" also
+                forwards the other one (no gradient), so that BatchNorm's running statistics
+                see the retain and the forget batch of every step, as the authors' loop
+                (SPEC §11.1). Models without BatchNorm are unaffected.
     **hyperparameters: the method's, e.g. eta=1e-3, lambda_reg=0.1, ... ; an unknown or
                 missing one raises TypeError listing what the method takes.
     """
@@ -59,14 +69,12 @@ def unlearn(model: nn.Module, method: str, forget, retain, loss: str | Task, epo
 
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
-    kept = int(p_retain * len(retain))
-    if kept < 1:
-        raise ValueError(f"p_retain={p_retain} keeps no sample of a retain set of {len(retain)}")
-    if kept < len(retain):
-        retain = retain.take(random_subset(len(retain), kept, members, generator, device))
+    kept = retain_subset(len(retain), p_retain, seed if retain_seed is None else retain_seed, members)
+    if kept is not None:
+        retain = retain.take(kept.to(device))
 
     model.train()
-    runner = method_cls(config, model, task, epochs, generator)
+    runner = method_cls(config, model, task, epochs, generator, bn_stats=bn_stats)
     start = time.perf_counter()
     runner.start(forget, batch_size)
     steps_per_epoch = 1 if batch_size is None else -(-len(forget) // batch_size)
@@ -74,7 +82,7 @@ def unlearn(model: nn.Module, method: str, forget, retain, loss: str | Task, epo
     for epoch, retain_batch, forget_batch in tqdm(batches, total=epochs * steps_per_epoch, disable=not progress,
                                                   desc=method, unit="step", leave=False):
         runner.step(epoch, retain_batch, forget_batch)
-    return UnlearnResult(method, config, epochs, runner.steps, time.perf_counter() - start)
+    return UnlearnResult(method, config, epochs, runner.steps, time.perf_counter() - start, kept)
 
 
 def check_finite(model: nn.Module) -> None:

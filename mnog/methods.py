@@ -9,6 +9,11 @@ of the step, epoch or projection count; no configuration is ever mutated.
 
 Every method uses AdamW with learning rate η and PyTorch's other defaults, weight decay
 0.01 included (SPEC §2).
+
+BatchNorm's running statistics: with bn_stats="loss" (the library's default) a step
+forwards only the batches its objective uses; with bn_stats="both" it also forwards the
+other one, without gradient, so that the running statistics see the retain and the forget
+batch of every step, retain first, as the authors' loop does (SPEC §11.1).
 """
 from __future__ import annotations
 
@@ -80,8 +85,10 @@ class Hyperparameters:
         return dataclasses.asdict(self)
 
 
-_CHOICES = {"order": ("project_first", "descent_first"), "bn_mode": ("batch", "eval"),
-            "solver": ("gram", "qr")}
+_CHOICES = {"order": ("project_first", "descent_first", "authors"), "bn_mode": ("batch", "eval"),
+            "solver": ("gram", "qr"), "precision": ("float32", "float64"), "mask_loss": ("mean", "batch_sum"),
+            "unmasked": ("fixed", "decay")}
+BN_STATS = ("loss", "both")
 
 
 @dataclass(frozen=True)
@@ -120,6 +127,14 @@ class NPOConfig(Hyperparameters):
 @dataclass(frozen=True)
 class SalUnConfig(Hyperparameters):
     lambda_ga: float  # weight of the random-relabel loss on forget batches
+    # The saliency mask's gradient (SPEC §11.9): "mean": of the mean forget loss over D_f
+    # (SPEC §3); "batch_sum": the sum of the batch-mean losses over D_f in shuffled batches
+    # of the unlearning batch size (the authors' code; differs only by the short last batch).
+    mask_loss: str = "mean"
+    # Entries outside the mask: "fixed" at θ* (SPEC §3: only masked entries are updated);
+    # "decay": their gradients are zeroed but AdamW's decoupled weight decay still shrinks
+    # them (the authors' gradient hooks).
+    unmasked: str = "fixed"
 
 
 @dataclass(frozen=True)
@@ -129,9 +144,14 @@ class MinNormOGConfig(Hyperparameters):
     t_gd: int          # T_GD: final epochs of descent only
     t_proj: int        # T_proj: project in epochs t with t mod T_proj = 0
     n_pert: int        # size of the retain subsample B'_r whose output gradients span G
-    order: str = "project_first"  # SPEC §2: the authors' code projects before the descent step
+    # SPEC §2. "project_first": project, then a descent step with a fresh gradient at the
+    # projected θ (ours); "descent_first": the paper's prose; "authors": the authors' code:
+    # the retain forward at the old θ, the projection in place, then the backward pass of
+    # the graph recorded before it (a stale gradient).
+    order: str = "project_first"
     bn_mode: str = "batch"        # "batch": authors' batched train-mode forward; "eval": per sample
-    solver: str = "gram"          # "gram": float64 k×k solve; "qr": Householder QR of G
+    solver: str = "gram"          # "gram": float64 k×k solve; "qr": pivoted Householder QR of G
+    precision: str = "float32"    # of G: "float32" (authors) or "float64" (a float64 copy of θ)
 
     def __post_init__(self):
         super().__post_init__()
@@ -149,11 +169,15 @@ class Method:
     classification_only: ClassVar[bool] = False
 
     def __init__(self, config: Hyperparameters, model: nn.Module, task: Task, epochs: int,
-                 generator: torch.Generator):
+                 generator: torch.Generator, bn_stats: str = "loss"):
+        if bn_stats not in BN_STATS:
+            raise ValueError(f"bn_stats must be one of {BN_STATS}, got {bn_stats!r}")
         self.config, self.model, self.task, self.epochs, self.generator = config, model, task, epochs, generator
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=config.eta, fused=_fused_ok(self.params))
         self.steps = 0  # optimizer steps taken
+        # Forwarding a batch the loss does not use only matters for running statistics.
+        self.forward_both = bn_stats == "both" and tracks_running_stats(model)
 
     @classmethod
     def hyperparameters(cls, required_only: bool = False) -> list[str]:
@@ -176,11 +200,30 @@ class Method:
     def start(self, forget: Batch, batch_size: int | None) -> None:
         """Once, before the first epoch."""
 
+    def uses(self, epoch: int) -> tuple[bool, bool]:
+        """Whether (the retain batch, the forget batch) enter this epoch's objective."""
+        return True, False
+
     def objective(self, epoch: int, retain: Batch, forget: Batch) -> Tensor:
         raise NotImplementedError
 
+    def loss(self, epoch: int, retain: Batch, forget: Batch) -> Tensor:
+        """The objective; with bn_stats="both" the batch it leaves out is forwarded as well
+        (train mode, no gradient), the retain batch before the forget batch (SPEC §11.1)."""
+        uses_retain, uses_forget = self.uses(epoch)
+        if self.forward_both and not uses_retain:
+            self.forward_only(retain)
+        loss = self.objective(epoch, retain, forget)
+        if self.forward_both and not uses_forget:
+            self.forward_only(forget)
+        return loss
+
+    def forward_only(self, batch: Batch) -> None:
+        with torch.no_grad():
+            self.model(batch.inputs)
+
     def step(self, epoch: int, retain: Batch, forget: Batch) -> None:
-        self.descend(self.objective(epoch, retain, forget))
+        self.descend(self.loss(epoch, retain, forget))
 
     def descend(self, loss: Tensor) -> None:
         """One AdamW step on `loss`, its gradient taken at the current θ."""
@@ -204,6 +247,12 @@ class Method:
 
 def _fused_ok(params: list[Tensor]) -> bool:
     return all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+
+
+def tracks_running_stats(model: nn.Module) -> bool:
+    """True when a forward pass in the model's mode updates BatchNorm's running statistics."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats
+               for m in model.modules())
 
 
 # ---------------------------------------------------------------------------------------
@@ -234,6 +283,9 @@ class GA(Method):
     """Ascent on the forget loss: −J(θ; B_f)."""
     name = "GA"
 
+    def uses(self, epoch):
+        return False, True
+
     def objective(self, epoch, retain, forget):
         return -self.data_loss(forget)
 
@@ -243,6 +295,9 @@ class NGP(Method):
     """NegGrad+: J(θ; B_r) − λ_GA·J(θ; B_f)."""
     name = "NGP"
     Config = NGPConfig
+
+    def uses(self, epoch):
+        return True, True
 
     def objective(self, epoch, retain, forget):
         return self.data_loss(retain) - self.config.lambda_ga * self.data_loss(forget)
@@ -307,8 +362,12 @@ class SCRUB(WithTeacher):
     Config = SCRUBConfig
     classification_only = True
 
+    def uses(self, epoch):
+        on_retain = epoch % 2 == 0 or epoch >= self.epochs - self.config.t_gd
+        return on_retain, not on_retain
+
     def objective(self, epoch, retain, forget):
-        if epoch % 2 == 0 or epoch >= self.epochs - self.config.t_gd:
+        if self.uses(epoch)[0]:
             outputs = self.model(retain.inputs)
             kl = batch_mean(kl_to_teacher(self.task.clamp(outputs), self.teacher_outputs(retain)))
             return self.task.loss(outputs, retain.targets) + self.config.lambda_reg * kl
@@ -322,6 +381,9 @@ class NPO(WithTeacher):
     name = "NPO"
     Config = NPOConfig
     classification_only = True
+
+    def uses(self, epoch):
+        return False, True
 
     def objective(self, epoch, retain, forget):
         beta = self.config.lambda_reg
@@ -348,15 +410,27 @@ class SalUn(Method):
     Config = SalUnConfig
     classification_only = True
 
+    def uses(self, epoch):
+        return True, True
+
     def start(self, forget, batch_size):
-        # One pass over D_f (not an epoch): the gradient of the mean forget loss.
+        # One pass over D_f (not an epoch), in the model's train mode: the gradient of the
+        # mean forget loss, or (mask_loss="batch_sum") of the sum of batch-mean losses over
+        # shuffled batches, as the authors' loop over their forget DataLoader.
         self.optimizer.zero_grad(set_to_none=True)
-        n = len(forget)
-        for start in range(0, n, batch_size or n):
-            index = torch.arange(start, min(start + (batch_size or n), n), device=forget.inputs.device)
-            part = forget.take(index if forget.members is None else index.expand(forget.members, -1))
+        n, size = len(forget), batch_size or len(forget)
+        order = (random_subset(n, n, forget.members, self.generator, forget.inputs.device)
+                 if self.config.mask_loss == "batch_sum" else None)
+        for start in range(0, n, size):
+            if order is None:
+                index = torch.arange(start, min(start + size, n), device=forget.inputs.device)
+                index = index if forget.members is None else index.expand(forget.members, -1)
+            else:
+                index = order[..., start:start + size]
+            part = forget.take(index)
             per_sample = self.task.per_sample_loss(self.model(part.inputs), part.targets)
-            (per_sample.sum(-1) / n).sum().backward()
+            loss = batch_mean(per_sample) if order is not None else (per_sample.sum(-1) / n).sum()
+            loss.backward()
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
         members = members_of(self.model)
         flat = torch.cat([g.abs().flatten(0 if members is None else 1) for g in grads], -1)
@@ -367,11 +441,12 @@ class SalUn(Method):
         self.optimizer.zero_grad(set_to_none=True)
 
     def objective(self, epoch, retain, forget):
+        retain_loss = self.data_loss(retain)    # the retain batch first, as the authors' loop (BatchNorm)
         outputs = self.model(forget.inputs)
         relabeled = tuple(self._other_label(out, labels)
                           for out, labels in zip(as_heads(outputs), as_heads(forget.targets)))
         targets = relabeled if isinstance(forget.targets, (tuple, list)) else relabeled[0]
-        return self.data_loss(retain) + self.config.lambda_ga * self.task.loss(outputs, targets)
+        return retain_loss + self.config.lambda_ga * self.task.loss(outputs, targets)
 
     def _other_label(self, logits: Tensor, labels: Tensor) -> Tensor:
         classes = logits.shape[-1]
@@ -383,8 +458,10 @@ class SalUn(Method):
             p.grad.mul_(m)
 
     def after_step(self):
-        # AdamW's decoupled weight decay would still shrink unmasked entries; SPEC §3
-        # updates only the masked ones, so unmasked entries keep their θ* values.
+        # AdamW's decoupled weight decay still shrinks unmasked entries (unmasked="decay", the
+        # authors'); SPEC §3 updates only the masked ones, so by default they keep their θ* values.
+        if self.config.unmasked == "decay":
+            return
         with torch.no_grad():
             for p, m, p0 in zip(self.params, self.masks, self.initial):
                 p.copy_(torch.where(m, p, p0))
@@ -396,7 +473,7 @@ class MinNormOG(Method):
     t mod T_proj = 0, every step first projects θ ← θ − s·P_{G⊥}(θ) with G the output
     gradients of a retain subsample B'_r (s = λ_reg·γ_reg^j at the j-th projection), then
     takes one AdamW step on J(θ; B_r) with a fresh gradient at the projected θ
-    (order="descent_first" swaps the two)."""
+    (order="descent_first" swaps the two; order="authors" is the authors' stale gradient)."""
     name = "MinNorm-OG"
     Config = MinNormOGConfig
 
@@ -405,16 +482,25 @@ class MinNormOG(Method):
         self.projections = 0
         self.warned_empty = False
 
+    def objective(self, epoch, retain, forget):
+        return self.data_loss(retain)
+
     def step(self, epoch, retain, forget):
         c = self.config
-        projecting = epoch < self.epochs - c.t_gd and epoch % c.t_proj == 0
-        if projecting and c.order == "project_first":
+        if not (epoch < self.epochs - c.t_gd and epoch % c.t_proj == 0):
+            self.descend(self.loss(epoch, retain, forget))
+        elif c.order == "project_first":
             self.project(retain)
-        self.descend(self.data_loss(retain))
-        if projecting and c.order == "descent_first":
+            self.descend(self.loss(epoch, retain, forget))
+        elif c.order == "descent_first":
+            self.descend(self.loss(epoch, retain, forget))
             self.project(retain)
+        else:  # "authors": forward at the old θ, project in place, back-propagate the old graph
+            loss = self.loss(epoch, retain, forget)
+            self.project(retain, untracked=True)
+            self.descend(loss)
 
-    def project(self, retain: Batch) -> None:
+    def project(self, retain: Batch, untracked: bool = False) -> None:
         c = self.config
         subsample = retain.take(perturbation_subsample(retain, c.n_pert, self.task, self.generator))
         if len(subsample) == 0 and not self.warned_empty:
@@ -423,8 +509,8 @@ class MinNormOG(Method):
                           "authors' code does on Tiny ImageNet)", stacklevel=2)
             self.warned_empty = True
         strength = c.lambda_reg * c.gamma_reg ** self.projections
-        projection.project_out(self.model, subsample.inputs, self.task, strength,
-                               bn_mode=c.bn_mode, solver=c.solver)
+        projection.project_out(self.model, subsample.inputs, self.task, strength, bn_mode=c.bn_mode,
+                               solver=c.solver, precision=c.precision, untracked=untracked)
         self.projections += 1
 
 

@@ -59,8 +59,9 @@ class ColorResNet(nn.Module):
         return outputs if len(outputs) > 1 else outputs[0]
 
     def reset_parameters(self) -> None:
-        """A freshly constructed model's parameters (Retrain), as the authors' code."""
-        fresh = ColorResNet(**self.config).to(next(self.parameters()).device)
+        """A freshly constructed model's random parameters (Retrain), as the authors' code:
+        ColorResNet-50 too starts from random weights, not from ImageNet's (SPEC §11.3)."""
+        fresh = ColorResNet(**{**self.config, "imagenet": False}).to(next(self.parameters()).device)
         self.load_state_dict(fresh.state_dict())
 
 

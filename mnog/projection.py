@@ -25,8 +25,9 @@ Two ways to get the three ingredients GᵀG (k×k), Gᵀθ (k) and G c (d):
 
 The k×k system is solved in float64 (solver "gram": eigendecomposition, directions with
 eigenvalue below rtol·λ_max count as rank-deficient), or by Householder QR of G in float64
-(solver "qr", materialized only; the reference the tests compare against). A float32 Gram
-solve is not enough: GᵀG squares G's condition number.
+with column pivoting (solver "qr", materialized only; the reference the tests compare
+against). A float32 Gram solve is not enough: GᵀG squares G's condition number. G itself
+is float32 unless precision="float64" (a float64 copy of θ and the inputs).
 """
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ import contextlib
 import itertools
 from typing import Literal
 
+import numpy as np
+import scipy.linalg
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, jacrev, vjp, vmap
@@ -46,6 +49,7 @@ from mnog.tasks import Task
 Path = Literal["auto", "linear", "materialized"]
 Solver = Literal["gram", "qr"]
 BNMode = Literal["batch", "eval"]
+Precision = Literal["float32", "float64"]
 
 # GᵀG is formed and solved in float64 (see _solve). Directions with eigenvalue below
 # RTOL·λ_max count as rank-deficient. Any direction kept adds at most ~ε₆₄/√RTOL·|θ| ≈ 1e-8·|θ|
@@ -68,38 +72,51 @@ def couples_samples(model: nn.Module) -> bool:
 @torch.no_grad()
 def project_out(model: nn.Module, inputs: Tensor, task: Task, strength: float, *,
                 path: Path = "auto", solver: Solver = "gram", bn_mode: BNMode = "batch",
-                rtol: float = RTOL, chunk_size: int | None = None) -> Tensor:
+                precision: Precision = "float32", rtol: float = RTOL, chunk_size: int | None = None,
+                untracked: bool = False) -> Tensor:
     """In place: θ ← θ + s·(P_G(θ) − θ), G from the outputs on `inputs` (the subsample B'_r).
 
+    precision="float64" computes G from a float64 copy of θ and the inputs (SPEC §11: on a
+    trained MLP, G is so ill-conditioned that float32 rounding moves P_G(θ)). `untracked`
+    writes θ through `.data`, invisible to autograd, so that a graph recorded before the
+    projection still back-propagates (with the new weights): the authors' stale gradient.
     Returns the numerical rank of G (one per ensemble member for an Ensemble).
     """
     if not 0.0 <= strength <= 1.0:
         raise ValueError(f"projection strength must lie in [0, 1], got {strength}")
+    params = trainable_parameters(model)
+    bad = [name for name, p in params.items() if not bool(torch.isfinite(p).all())]
+    if bad:
+        raise NonFiniteError(f"MinNorm-OG: θ holds NaN/Inf ({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}), "
+                             "so the projection is undefined (did an earlier step diverge?)")
     if bn_mode == "batch" and couples_samples(model):
         # The authors' batched forward also moves BatchNorm's running statistics to the
         # subsample's statistics; do the same, once, at the same θ.
         model(inputs)
-    targets, rank, finite = span_projection(model, inputs, task, path=path, solver=solver,
-                                            bn_mode=bn_mode, rtol=rtol, chunk_size=chunk_size)
+    targets, rank, finite = span_projection(model, inputs, task, path=path, solver=solver, bn_mode=bn_mode,
+                                            precision=precision, rtol=rtol, chunk_size=chunk_size)
     if not bool(finite.all()):
-        raise NonFiniteError("MinNorm-OG: the model or its per-sample output gradients hold NaN/Inf on the "
-                             "retain subsample, so the projection is undefined (did training diverge?)")
-    for name, p in trainable_parameters(model).items():
-        p.lerp_(targets[name], strength)
+        raise NonFiniteError("MinNorm-OG: the per-sample output gradients on the retain subsample, or their "
+                             "products with θ, hold NaN/Inf, so the projection is undefined (did training diverge?)")
+    for name, p in params.items():
+        (p.data if untracked else p).lerp_(targets[name].to(p.dtype), strength)
     return rank
 
 
 @torch.no_grad()  # torch.func differentiates inside; nothing here may join an outer graph
 def span_projection(model: nn.Module, inputs: Tensor, task: Task, *, path: Path = "auto",
-                    solver: Solver = "gram", bn_mode: BNMode = "batch", rtol: float = RTOL,
-                    chunk_size: int | None = None) -> tuple[dict[str, Tensor], Tensor, Tensor]:
-    """P_G(θ) for every trainable parameter, the numerical rank of G, and a finiteness flag."""
+                    solver: Solver = "gram", bn_mode: BNMode = "batch", precision: Precision = "float32",
+                    rtol: float = RTOL, chunk_size: int | None = None) -> tuple[dict[str, Tensor], Tensor, Tensor]:
+    """P_G(θ) for every trainable parameter, the numerical rank of G, and a finiteness flag
+    (false when G, GᵀG, Gᵀθ or the result holds NaN/Inf)."""
     if path not in ("auto", "linear", "materialized"):
         raise ValueError(f"unknown path {path!r}; choose 'auto', 'linear' or 'materialized'")
     if solver not in ("gram", "qr"):
         raise ValueError(f"unknown solver {solver!r}; choose 'gram' or 'qr'")
     if bn_mode not in ("batch", "eval"):
         raise ValueError(f"unknown bn_mode {bn_mode!r}; choose 'batch' or 'eval'")
+    if precision not in ("float32", "float64"):
+        raise ValueError(f"unknown precision {precision!r}; choose 'float32' or 'float64'")
     base = model.base if isinstance(model, Ensemble) else model
     if inputs.shape[1 if isinstance(model, Ensemble) else 0] == 0:
         # G has no columns (a class-balanced subsample of a batch with more classes than
@@ -107,15 +124,25 @@ def span_projection(model: nn.Module, inputs: Tensor, task: Task, *, path: Path 
         params = trainable_parameters(model)
         return ({n: torch.zeros_like(p) for n, p in params.items()}, torch.zeros((), dtype=torch.long),
                 torch.ones((), dtype=torch.bool))
-    linear = is_linear_chain(base) if path == "auto" else path == "linear"
+    if path == "auto":  # an explicit solver wins: QR needs the materialized G
+        linear = is_linear_chain(base) and solver != "qr"
+    else:
+        linear = path == "linear"
     if linear and not is_linear_chain(base):
         raise ValueError("path='linear' needs an nn.Sequential of nn.Linear layers and elementwise activations")
     if linear and solver == "qr":
-        raise ValueError("solver='qr' needs the materialized G; use path='materialized'")
+        raise ValueError("solver='qr' needs the materialized G; use path='materialized' (or 'auto')")
     trainable = [n for n, p in base.named_parameters() if p.requires_grad]
 
     ensemble = isinstance(model, Ensemble)
+    if ensemble and not linear and solver == "qr":
+        raise ValueError("solver='qr' (the reference solve, through SciPy) takes one model at a time, not an Ensemble")
     state = model.stacked_parameters() if ensemble else dict(model.named_parameters())
+    buffers = model.stacked_buffers() if ensemble else dict(model.named_buffers())
+    if precision == "float64":
+        state = {n: t.detach().double() for n, t in state.items()}
+        buffers = {n: b.double() if b.is_floating_point() else b for n, b in buffers.items()}
+        inputs = inputs.double()
     if linear:  # batched over ensemble members natively
         return _linear_chain_span(base, state, trainable, inputs, task, rtol)
 
@@ -125,8 +152,8 @@ def span_projection(model: nn.Module, inputs: Tensor, task: Task, *, path: Path 
 
     with _mode(base, bn_mode):
         if ensemble:
-            return vmap(one_model)(state, model.stacked_buffers(), inputs)
-        return one_model(state, dict(model.named_buffers()), inputs)
+            return vmap(one_model)(state, buffers, inputs)
+        return one_model(state, buffers, inputs)
 
 
 @torch.no_grad()
@@ -162,12 +189,12 @@ def _linear_chain_span(chain: nn.Sequential, state: dict[str, Tensor], trainable
                        task: Task, rtol: float):
     """As span_projection, for x (..., N, in) and parameters (..., *shape): leading dims are
     ensemble members, handled by batched matrix products."""
-    linear_at = [i for i, layer in enumerate(chain) if isinstance(layer, nn.Linear)]
+    linear_at = [name for name, layer in chain.named_children() if isinstance(layer, nn.Linear)]
     leaves = {n: t.detach() for n, t in state.items()}
     with torch.enable_grad():
         # Zero probes p_l on the pre-activations z_l: ∂(Σ_i f_i)/∂p_l = Δ_l with row i = ∂f_i/∂z_{l,i},
         # because the samples of a linear chain do not interact.
-        probes = [x.new_zeros(*x.shape[:-2], chain[i].out_features, x.shape[-2], requires_grad=True)
+        probes = [x.new_zeros(*x.shape[:-2], chain.get_submodule(i).out_features, x.shape[-2], requires_grad=True)
                   for i in linear_at]
         out, inputs = chain_forward(chain, leaves, x, probes)
         deltas = torch.autograd.grad(task.scalar_outputs(out).sum(), probes)
@@ -207,13 +234,7 @@ def _materialized_span(model, state, buffers, trainable, x, task, rtol, solver, 
     theta = {n: state[n] for n in trainable}
     finite = torch.stack([torch.isfinite(b).all() for b in blocks.values()]).all()
     if solver == "qr":
-        g = torch.cat([b.flatten(1) for b in blocks.values()], 1).double()          # (k, d)
-        q, r = torch.linalg.qr(g.T)                                                  # (d, k)
-        rank = (r.diagonal().abs() > rtol ** 0.5 * r.diagonal().abs().max()).sum()
-        flat = q @ (q.T @ torch.cat([t.flatten() for t in theta.values()]).double())
-        targets = dict(zip(theta, flat.split([t.numel() for t in theta.values()])))
-        targets = {n: v.view_as(theta[n]).to(theta[n].dtype) for n, v in targets.items()}
-        return targets, rank, finite
+        return _qr_span(blocks, theta, rtol, finite)
     k = next(iter(blocks.values())).shape[0]
     gram = x.new_zeros(k, k, dtype=torch.float64)
     g_theta = x.new_zeros(k, dtype=torch.float64)
@@ -226,7 +247,27 @@ def _materialized_span(model, state, buffers, trainable, x, task, rtol, solver, 
     c, rank = _solve(gram, g_theta, rtol)
     targets = {n: (c @ b.flatten(1).double()).view_as(theta[n]).to(theta[n].dtype)
                for n, b in blocks.items()}
-    return targets, rank, finite & torch.isfinite(gram).all()
+    return targets, rank, finite & torch.isfinite(gram).all() & torch.isfinite(g_theta).all()
+
+
+def _qr_span(blocks: dict[str, Tensor], theta: dict[str, Tensor], rtol: float, finite: Tensor):
+    """The reference solve: Householder QR of G with column pivoting (LAPACK geqp3, through
+    SciPy) in float64, so that R's diagonal reveals the rank; P_G(θ) = Q_r Q_rᵀ θ with Q_r
+    the first `rank` columns of Q (|R_jj| > √rtol·|R_00|, the Gram solve's threshold on
+    singular values). Unpivoted QR would keep a junk direction for every dependent row."""
+    g = torch.cat([b.flatten(1) for b in blocks.values()], 1).double()               # (k, d)
+    flat_theta = torch.cat([t.flatten() for t in theta.values()]).double()
+    if not bool(finite) or not bool(torch.isfinite(flat_theta).all()):
+        return {n: torch.zeros_like(t) for n, t in theta.items()}, torch.zeros((), dtype=torch.long), \
+            torch.zeros((), dtype=torch.bool)
+    q, r, _ = scipy.linalg.qr(g.T.cpu().numpy(), mode="economic", pivoting=True)      # G^T P = Q R
+    diagonal = np.abs(np.diag(r))
+    rank = int((diagonal > rtol ** 0.5 * diagonal[0]).sum()) if diagonal.size and diagonal[0] > 0 else 0
+    basis = torch.from_numpy(q[:, :rank]).to(g.device)                                 # (d, rank)
+    flat = basis @ (basis.T @ flat_theta)
+    pieces = dict(zip(theta, flat.split([t.numel() for t in theta.values()])))
+    targets = {n: v.view_as(theta[n]).to(theta[n].dtype) for n, v in pieces.items()}
+    return targets, torch.tensor(rank), torch.isfinite(flat).all()
 
 
 def _gradient_chunks(model, state, buffers, trainable, x, task, chunk_size):

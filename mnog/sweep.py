@@ -19,7 +19,7 @@ from mnog.config import field
 from mnog.executors import Executor, ExecutorConfig, Serial
 from mnog.loop import unlearn
 from mnog.methods import get_method
-from mnog.results import RecordStore, now, provenance, stable_hash
+from mnog.results import ROOT, RecordStore, now, provenance, stable_hash
 
 
 def grid(**axes: Sequence) -> list[dict]:
@@ -27,17 +27,21 @@ def grid(**axes: Sequence) -> list[dict]:
     return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
 
 
-def method_grid(method: str, axes: dict[str, Sequence], max_values: int = 0) -> list[dict]:
+def method_grid(method: str, axes: dict[str, Sequence], max_values: int = 0,
+                options: dict[str, dict] | None = None) -> list[dict]:
     """The configurations `method` sweeps: the product of the axes it takes (its required
-    hyperparameters), at most `max_values` values per axis (0: all). Configurations the
-    method rejects (MinNorm-OG's λ_reg > 1) are left out."""
+    hyperparameters), at most `max_values` values per axis (0: all), each with the method's
+    fixed `options[method]` (e.g. MinNorm-OG's order). Configurations the method rejects
+    (MinNorm-OG's λ_reg > 1) are left out."""
     method_cls = get_method(method)
     names = method_cls.hyperparameters(required_only=True)
     missing = [n for n in names if n not in axes]
     if missing:
         raise ValueError(f"the grid has no axis for {method}'s {', '.join(missing)}")
+    fixed = (options or {}).get(method, {})
     configs = []
     for config in grid(**{n: list(axes[n])[:max_values or None] for n in names}):
+        config = {**config, **fixed}
         try:
             method_cls.build_config(config)
         except ValueError:
@@ -47,9 +51,26 @@ def method_grid(method: str, axes: dict[str, Sequence], max_values: int = 0) -> 
 
 
 @dataclass(frozen=True)
-class ImageSweepConfig(ExecutorConfig):
+class MethodOptions:
+    """Method options fixed for a whole sweep: added to every configuration of the method
+    (so recorded in every record's config), never swept."""
+    minnorm_order: str = field("project_first", "MinNorm-OG's step order: project_first (project, then a fresh "
+                                                "descent step: ours), descent_first, or authors (the stale gradient "
+                                                "of the authors' code)", choices=("project_first", "descent_first",
+                                                                                 "authors"))
+    minnorm_precision: str = field("float32", "MinNorm-OG's output gradients G: float32 (authors) or float64",
+                                   choices=("float32", "float64"))
+
+    def method_options(self) -> dict[str, dict]:
+        return {"MinNorm-OG": {"order": self.minnorm_order, "precision": self.minnorm_precision}}
+
+
+@dataclass(frozen=True)
+class ImageSweepConfig(ExecutorConfig, MethodOptions):
     """The options the image experiments' sweeps share (Table 2, Label Erasure), besides where
-    their jobs run (--executor, --workers, --address); each script adds its own."""
+    their jobs run (--executor, --workers, --address); each script adds its own. The protocol
+    options default to the authors' code (SPEC §11; README "Differences from the authors'
+    code"), the other reading one flag away."""
     trials: int = field(5, "trials (a new D_f, initial model, ground-truth model and D'_r each)")
     per_class: int = field(0, "training images per class (0: all)")
     test_per_class: int = field(0, "test images per class for the metrics (0: all)")
@@ -59,6 +80,51 @@ class ImageSweepConfig(ExecutorConfig):
     n_pert: int = field(0, "MinNorm-OG's n_pert (0: the grid's 50)")
     logit_clamp: float = field(30.0, "logits are clamped to ±this in unlearning losses (authors' code)")
     device: str = field("auto", "torch device; auto: cuda when available")
+    precision: str = field("float32", "training precision of the initial and ground-truth models: float32 (the "
+                                      "authors') or bfloat16 (autocast)", choices=("float32", "bfloat16"))
+    bn_stats: str = field("both", "BatchNorm's running statistics see both batches of every step (both: the authors' "
+                                  "loop) or only those in the loss (loss)", choices=("both", "loss"))
+    grids: str = field("paper", "search grids: paper (the paper's tables) or released (the authors' configs, where "
+                                "they differ)", choices=("paper", "released"))
+    salun_mask_loss: str = field("batch_sum", "SalUn's mask gradient: batch_sum (authors) or mean (SPEC §3)",
+                                 choices=("batch_sum", "mean"))
+    salun_unmasked: str = field("decay", "SalUn's entries outside the mask: decay (AdamW's weight decay still "
+                                         "shrinks them: authors) or fixed (SPEC §3)", choices=("decay", "fixed"))
+
+    def method_options(self) -> dict[str, dict]:
+        return {**super().method_options(),
+                "SalUn": {"mask_loss": self.salun_mask_loss, "unmasked": self.salun_unmasked}}
+
+
+# The protocol options: a run that changes one of them from its profile's value writes its
+# tables and figures to results/<target>/<profile>+<option>=<value>/ (see `variant`).
+PROTOCOL_OPTIONS = ("precision", "bn_stats", "grids", "minnorm_order", "minnorm_precision", "salun_mask_loss",
+                    "salun_unmasked")
+
+
+def variant(cfg, profile_cfg) -> str:
+    """The results folder's suffix for a run whose protocol options differ from its profile's
+    ("" when none does), e.g. "+minnorm_order=authors"."""
+    changed = [f"{name}={getattr(cfg, name)}" for name in PROTOCOL_OPTIONS
+               if hasattr(cfg, name) and getattr(cfg, name) != getattr(profile_cfg, name)]
+    return "+" + ",".join(changed) if changed else ""
+
+
+RELEASED_GRIDS = json.loads((ROOT / "paper_tables" / "released_grids.json").read_text())
+
+
+def search_grid(experiment: str, setting: str, paper: dict, grids: str) -> tuple[dict, str]:
+    """The grid of one setting (a Label Erasure figure, a Table 2 row) and where it comes from:
+    the paper's table, or with grids="released" the authors' released config where one exists
+    (SPEC §11.7; paper_tables/released_grids.json)."""
+    if grids not in ("paper", "released"):
+        raise ValueError(f"grids must be 'paper' or 'released', got {grids!r}")
+    released = RELEASED_GRIDS[experiment].get(setting)
+    if grids == "paper":
+        return paper, "the paper's table"
+    if released is None:
+        return paper, "the paper's table (no released config)"
+    return {k: v for k, v in released.items() if not k.startswith("_")}, f"the released {released['_source']}"
 
 
 @dataclass(frozen=True)
@@ -82,12 +148,21 @@ class Job:
 
 
 def unlearned_copy(job: Job, setting: dict, trial: int, initial, retain, forget, loss, **protocol):
-    """A copy of `initial` unlearned by `job` on one trial (`protocol`: batch_size, p_retain),
-    every random draw seeded from the job's key: the same on every executor and every rerun."""
+    """A copy of `initial` unlearned by `job` on one trial (`protocol`: batch_size, p_retain,
+    bn_stats), and its `UnlearnResult`. D'_r is drawn from the trial alone, so every method
+    and configuration of a trial sees the same retain subset (SPEC §4, §11.2); every other
+    random draw (batches, noise, subsamples) is seeded from the job's key. Both are the same
+    on every executor and every rerun."""
     model = copy.deepcopy(initial)
-    unlearn(model, job.method, forget=forget, retain=retain, loss=loss, epochs=job.epochs,
-            seed=int(job.key(setting, trial), 16) % 2**63, **protocol, **job.config)
-    return model
+    result = unlearn(model, job.method, forget=forget, retain=retain, loss=loss, epochs=job.epochs,
+                     seed=int(job.key(setting, trial), 16) % 2**63, retain_seed=retain_seed(trial),
+                     **protocol, **job.config)
+    return model, result
+
+
+def retain_seed(trial: int) -> int:
+    """The seed of a trial's D'_r: a function of the trial alone."""
+    return int(stable_hash({"retain_subset": trial}), 16) % 2**63
 
 
 # ---------------------------------------------------------------------------------------

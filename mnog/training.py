@@ -88,36 +88,47 @@ def train_cached(path: Path, model: nn.Module, phases: list[Phase], sgd: SGDConf
     return model
 
 
-def label_erasure_recipe(dataset: str, data: ColoredImages, epochs: int = 100) -> tuple[SGDConfig, list[Phase]]:
-    """SPEC §7's training of Label Erasure's initial and ground-truth models on `data`.
+def label_erasure_recipe(dataset: str, data: ColoredImages, epochs: int = 100,
+                         ground_truth: bool = False) -> tuple[SGDConfig, list[Phase]]:
+    """SPEC §7's training of Label Erasure's initial (or ground-truth) model on `data`.
 
     CIFAR-10 (ColorResNet-18): SGD lr 3e-2, momentum 0.9, weight decay 5e-4, batch 256,
     lr × 0.1 at epoch 50, loss = class CE + color CE. Tiny ImageNet (ColorResNet-50 from
     ImageNet weights): RandomResizedCrop(64, scale 0.7-1.0) + flip, SGD lr 0.1, momentum
-    0.9, weight decay 1e-4, batch 512, lr × 0.3 every 25 epochs; the class loss alone for
-    the first 10 epochs, then class + color."""
+    0.9, weight decay 1e-4, batch 512, lr × 0.3 every 25 epochs; the initial model's loss is
+    the class loss alone for the first 10 epochs, then class + color; the ground-truth
+    model's is class + color from epoch 0 (SPEC §11.4, the authors' code)."""
     if dataset == "cifar10":
         return (SGDConfig(lr=3e-2, weight_decay=5e-4, step_size=epochs // 2, gamma=0.1, batch_size=256),
                 [Phase(data, epochs)])
     if dataset == "tiny_imagenet":
-        return (SGDConfig(lr=0.1, weight_decay=1e-4, step_size=epochs // 4, gamma=0.3, batch_size=512),
-                [Phase(data, 10, head_weights=(1.0, 0.0), augment=True), Phase(data, epochs - 10, augment=True)])
+        sgd = SGDConfig(lr=0.1, weight_decay=1e-4, step_size=epochs // 4, gamma=0.3, batch_size=512)
+        if ground_truth:
+            return sgd, [Phase(data, epochs, augment=True)]
+        return sgd, [Phase(data, 10, head_weights=(1.0, 0.0), augment=True), Phase(data, epochs - 10, augment=True)]
     raise ValueError(f"SPEC §7 trains on cifar10 or tiny_imagenet, not {dataset!r}")
 
 
+PRECISIONS = ("float32", "bfloat16")
+
+
 def train_classifier(model: nn.Module, phases: list[Phase], sgd: SGDConfig, *, seed: int,
-                     checkpoint: Path | None = None, amp: bool = True, channels_last: bool = True,
+                     checkpoint: Path | None = None, precision: str = "float32", channels_last: bool = True,
                      compile: bool = False, deterministic: bool = False, desc: str = "train") -> None:
     """Train in place through `phases` with one SGD optimizer and one step schedule spanning
     all of them (the authors' warm start shares both with the main phase).
 
     Loss per batch: mean over samples of weight_i · Σ_h head_weight_h · CE_h. Batches are
-    drawn by a seeded permutation of GPU-resident uint8 images and rendered on the fly;
-    on CUDA the forward and backward run in bf16 autocast and channels-last layout, and
-    `compile` runs them through torch.compile. `deterministic` makes CUDA reproduce
+    drawn by a seeded permutation of GPU-resident uint8 images and rendered on the fly.
+    precision="float32" trains in float32, as the authors' code (SPEC §11.5; on a GPU
+    PyTorch's default TF32 convolutions, as theirs); "bfloat16" runs the forward and backward
+    in bf16 autocast (on any device). On CUDA the model runs channels-last, and `compile`
+    runs it through torch.compile. `deterministic` makes CUDA reproduce
     bit for bit (slower). With `checkpoint`, everything (model, optimizer, schedule, RNG,
     position) is saved atomically after every epoch and a later call resumes from the
     last save."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     device = next(model.parameters()).device
     optimizer = torch.optim.SGD(model.parameters(), lr=sgd.lr, momentum=sgd.momentum, weight_decay=sgd.weight_decay)
     schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=sgd.step_size, gamma=sgd.gamma)
@@ -145,8 +156,8 @@ def train_classifier(model: nn.Module, phases: list[Phase], sgd: SGDConfig, *, s
             epoch += 1
             if epoch <= done:
                 continue
-            loss = _train_epoch(model, forward, phase, optimizer, sgd.batch_size, generator, amp=amp and cuda,
-                                channels_last=channels_last and cuda)
+            loss = _train_epoch(model, forward, phase, optimizer, sgd.batch_size, generator,
+                                amp=precision == "bfloat16", channels_last=channels_last and cuda)
             schedule.step()
             bar.update()
             bar.set_postfix_str(f"loss {loss:.3f} lr {schedule.get_last_lr()[0]:.2g}")
@@ -194,19 +205,45 @@ def _train_epoch(model, forward, phase: Phase, optimizer, batch_size: int, gener
 
 def random_resized_crop_flip(images: Tensor, generator: torch.Generator, scale=(0.7, 1.0),
                              ratio=(3 / 4, 4 / 3)) -> Tensor:
-    """torchvision's RandomResizedCrop(size, scale) + RandomHorizontalFlip, drawn per image
-    and applied to the whole batch at once by one affine resampling (bilinear)."""
+    """torchvision's RandomResizedCrop(size, scale, ratio) + RandomHorizontalFlip, drawn per
+    image (`crop_boxes`) and applied to the whole batch at once by one affine resampling
+    (bilinear) back to the input's own size."""
     n, device = len(images), images.device
-    uniform = lambda lo, hi: lo + (hi - lo) * torch.rand(n, generator=generator, device=device)  # noqa: E731
-    area = uniform(*scale)
-    aspect = torch.exp(uniform(math.log(ratio[0]), math.log(ratio[1])))
-    width = torch.sqrt(area * aspect).clamp(max=1.0)     # fractions of the image side
-    height = torch.sqrt(area / aspect).clamp(max=1.0)
-    center_x = (uniform(0, 1) * (1 - width) + width / 2) * 2 - 1
-    center_y = (uniform(0, 1) * (1 - height) + height / 2) * 2 - 1
+    height, width = images.shape[-2:]
+    top, left, h, w = crop_boxes(n, height, width, generator, scale, ratio)
     flip = torch.where(torch.rand(n, generator=generator, device=device) < 0.5, -1.0, 1.0)
+    # Output pixel centers map onto the box [left, left + w) × [top, top + h) (align_corners=False).
     theta = torch.zeros(n, 2, 3, device=device, dtype=images.dtype)
-    theta[:, 0, 0], theta[:, 0, 2] = width * flip, center_x
-    theta[:, 1, 1], theta[:, 1, 2] = height, center_y
+    theta[:, 0, 0], theta[:, 0, 2] = w / width * flip, (2 * left + w) / width - 1
+    theta[:, 1, 1], theta[:, 1, 2] = h / height, (2 * top + h) / height - 1
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def crop_boxes(n: int, height: int, width: int, generator: torch.Generator, scale=(0.7, 1.0),
+               ratio=(3 / 4, 4 / 3), attempts: int = 10) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(top, left, box height, box width) of n crops, in whole pixels, drawn as torchvision's
+    RandomResizedCrop.get_params draws one (SPEC §11.6): up to `attempts` tries of an area
+    fraction in `scale` and a log-uniform aspect ratio, the first box that fits inside the
+    image kept at a uniform integer offset; when none fits, the central-crop fallback."""
+    device = generator.device
+    uniform = lambda lo, hi, *shape: lo + (hi - lo) * torch.rand(*shape, generator=generator, device=device)  # noqa: E731
+    area = height * width * uniform(*scale, attempts, n)
+    aspect = torch.exp(uniform(math.log(ratio[0]), math.log(ratio[1]), attempts, n))
+    w, h = torch.sqrt(area * aspect).round(), torch.sqrt(area / aspect).round()
+    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)                     # (attempts, n)
+    first = fits.int().argmax(0, keepdim=True)                                  # the first try that fits
+    # The fallback: the largest central box whose aspect ratio lies in `ratio`.
+    fallback_w, fallback_h = width, height
+    if width / height < min(ratio):
+        fallback_h = round(width / min(ratio))
+    elif width / height > max(ratio):
+        fallback_w = round(height * max(ratio))
+    found = fits.any(0)
+    w = torch.where(found, w.gather(0, first)[0], torch.full((n,), float(fallback_w), device=device))
+    h = torch.where(found, h.gather(0, first)[0], torch.full((n,), float(fallback_h), device=device))
+    top = torch.where(found, torch.floor(uniform(0, 1, n) * (height - h + 1)).clamp(max=height - h),
+                      torch.div(height - h, 2, rounding_mode="floor"))
+    left = torch.where(found, torch.floor(uniform(0, 1, n) * (width - w + 1)).clamp(max=width - w),
+                       torch.div(width - w, 2, rounding_mode="floor"))
+    return top, left, h, w

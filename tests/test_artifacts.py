@@ -57,6 +57,22 @@ def test_table5_smoke_writes_table_comparison_and_records(smoke):
     config = json.loads((out / "config.json").read_text())
     assert config["profile"] == "smoke" and config["config"]["trials"] == 4
     assert "Beside the paper" in proc.stdout and "| GA" in proc.stdout
+    minnorm = [r["config"] for r in rows if r["method"] == "MinNorm-OG"]
+    assert minnorm and all((c["order"], c["precision"]) == ("project_first", "float32") for c in minnorm)
+
+
+def test_table5_smoke_with_the_authors_stale_gradient_and_float64_g_writes_a_variant(smoke):
+    results, _ = smoke
+    before = len(records(results))
+    proc = run("table5_data_poisoning", results, "--minnorm-order", "authors", "--minnorm-precision", "float64")
+    variant = results / "table5" / "smoke+minnorm_order=authors,minnorm_precision=float64"
+    assert (variant / "table5.md").exists() and "order authors, G in float64" in proc.stdout
+    rows = records(results)
+    added = rows[before:]
+    # Only MinNorm-OG's jobs run again; every other method's records are shared.
+    assert added and {r["method"] for r in added} == {"MinNorm-OG"}
+    assert all((r["config"]["order"], r["config"]["precision"]) == ("authors", "float64") for r in added)
+    assert len({r["key"] for r in rows}) == len(rows)
 
 
 def test_rerunning_table5_recomputes_nothing(smoke):
@@ -124,13 +140,21 @@ def test_label_erasure_smoke_plots_frontiers_and_table3_times_every_method(tmp_p
     assert points.groupby("method")["frontier"].any().all()          # every method has a frontier
     assert ((0 <= points["mean_quality"]) & (points["mean_quality"] <= 1) & (points["mean_error"] >= 0)).all()
     assert "frontier is closest to (1, 0)" in proc.stdout and (out / "claims.md").exists()
+    stored = [json.loads(line) for line in (tmp_path / "label_erasure" / "records.jsonl").read_text().splitlines()]
+    # The authors' protocol, recorded in every record (SPEC §11): BatchNorm sees both batches,
+    # float32 training, the authors' SalUn; our MinNorm-OG order.
+    assert all((r["setting"]["bn_stats"], r["setting"]["precision"]) == ("both", "float32") for r in stored)
+    assert all((r["config"]["mask_loss"], r["config"]["unmasked"]) == ("batch_sum", "decay")
+               for r in stored if r["method"] == "SalUn")
+    assert all(r["config"]["order"] == "project_first" for r in stored if r["method"] == "MinNorm-OG")
 
     proc = run("table3_runtime", tmp_path)                            # reuses the cached initial models
     table = pd.read_csv(tmp_path / "table3" / "smoke" / "table3.csv")
-    assert len(table) == 13 and (table["seconds"] > 0).all()
+    assert len(table) == 13 and (table[["ours_seconds", "authors_seconds"]] > 0).all().all()
     per_class = table.set_index("method")["subsample_per_class"]
     assert per_class["MinNorm-OG"] == 0                                # the paper's regime: B'_r empty
     assert per_class["MinNorm-OG, n_pert 10"] == per_class["MinNorm-OG, n_pert 10, eval BN"] >= 1
-    assert table.loc[table["method"] == "GD", "ratio_to_gd"].item() == 1.0
-    assert "MinNorm-OG / GD" in proc.stdout
+    gd = table.set_index("method").loc["GD"]
+    assert gd["ours_ratio_to_gd"] == gd["authors_ratio_to_gd"] == 1.0
+    assert "MinNorm-OG / GD" in proc.stdout and "the authors' timer" in proc.stdout
     assert "initial model" not in proc.stderr                          # no model was trained again
