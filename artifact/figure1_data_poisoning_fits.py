@@ -32,6 +32,7 @@ import torch  # noqa: E402
 
 from artifact import table5_data_poisoning as table5  # noqa: E402
 from mnog.config import field, parse_config  # noqa: E402
+from mnog.errors import cli  # noqa: E402
 from mnog.metrics import sup_error  # noqa: E402
 from mnog.results import RESULTS, provenance, write_json  # noqa: E402
 from mnog.sweep import Job, select_best, summarize  # noqa: E402
@@ -39,9 +40,10 @@ from mnog.sweep import Job, select_best, summarize  # noqa: E402
 
 @dataclass(frozen=True)
 class Config:
-    epochs: int = field(100, "unlearning budget T shown")
+    epochs: int = field(100, "unlearning budget T shown", choices=(10, 100, 1000))
     trial: int = field(1, "the trial (seed) drawn")
-    name: str = field("figure1", "output name: figure1, figure3, figure4 or figure5")
+    name: str = field("figure1", "output name: figure1, figure3, figure4 or figure5",
+                      choices=("figure1", "figure3", "figure4", "figure5"))
 
 
 PROFILES = {profile: Config() for profile in table5.PROFILES}
@@ -135,4 +137,4 @@ def plot(curves: dict, errors: dict, cfg: Config, t5: table5.Config):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main))

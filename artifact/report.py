@@ -41,7 +41,8 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from mnog.config import PROFILES, auto_profile
+from mnog.config import PROFILES, OneLineParser, auto_profile
+from mnog.errors import cli
 from mnog.report import PAPER_TABLES, cell, describe, fmt, stats
 from mnog.results import RESULTS, device_name, now, provenance, write_json, write_text
 
@@ -482,8 +483,8 @@ def run(target: str, command: list[str], results: Path = RESULTS) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = OneLineParser(description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     p = commands.add_parser("run", help="run a target's command and record run.json")
     p.add_argument("target")
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- then the command")
@@ -500,6 +501,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.command == "run":
         command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+        if args.target not in {t.name for t in TARGETS}:
+            parser.error(f"run: unknown target {args.target!r}; the targets are {', '.join(t.name for t in TARGETS)}")
         if not command:
             parser.error("run: give the command after --")
         return run(args.target, command)
@@ -517,4 +520,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main))

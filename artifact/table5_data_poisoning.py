@@ -33,32 +33,34 @@ import torch
 
 import mnog
 from mnog.config import field, parse_config
+from mnog.errors import cli
 from mnog.datasets import SinePoisoning
 from mnog.executors import ExecutorConfig, from_config
 from mnog.metrics import sup_error
 from mnog.models import mlp
 from mnog.report import PAPER_TABLES, compare, load_paper_table, publish
-from mnog.results import RESULTS, RecordStore, provenance, stable_hash, write_json
+from mnog.results import RESULTS, RecordStore, exclusive, provenance, stable_hash, write_json
 from mnog.sweep import Job, MethodOptions, Runner, method_grid, run_sweep, select_best, summarize, variant
 from mnog.tasks import get_task
-from mnog.training import save_atomic, train_full_batch
+from mnog.training import load_cached, save_atomic, train_full_batch
 
 METHODS = ("Retrain", "MinNorm-OG", "GD", "GA", "NGP", "NGD", "Ridge", "L1Sparse")  # Table 5's columns
 
 
 @dataclass(frozen=True)
 class Config(ExecutorConfig, MethodOptions):  # --executor ...: where jobs run; --minnorm-order ... (mnog.sweep)
-    trials: int = field(10, "number of trials")
+    trials: int = field(10, "number of trials", minimum=1)
     first_seed: int = field(1, "trials use seeds first_seed, first_seed + 1, ...")
-    width: int = field(300, "hidden width of the 1-300-300-1 MLP")
-    train_epochs: int = field(100_000, "full-batch AdamW epochs for the poisoned model θ*")
-    train_lr: float = field(1e-3, "learning rate for θ*")
-    budgets: tuple[int, ...] = field((10, 100, 1000), "unlearning budgets T")
-    methods: tuple[str, ...] = field(METHODS, "methods to run")
-    grid_values: int = field(0, "keep at most this many values per Table 7 axis (0: all)")
-    test_points: int = field(1000, "evenly spaced evaluation points on [-5π, 5π]")
+    width: int = field(300, "hidden width of the 1-300-300-1 MLP", minimum=1)
+    train_epochs: int = field(100_000, "full-batch AdamW epochs for the poisoned model θ*", minimum=1)
+    train_lr: float = field(1e-3, "learning rate for θ*", above=0)
+    budgets: tuple[int, ...] = field((10, 100, 1000), "unlearning budgets T (Table 7 has grids for 10, 100, 1000)",
+                                     choices=(10, 100, 1000))
+    methods: tuple[str, ...] = field(METHODS, "methods to run", choices=METHODS)
+    grid_values: int = field(0, "keep at most this many values per Table 7 axis (0: all)", minimum=0)
+    test_points: int = field(1000, "evenly spaced evaluation points on [-5π, 5π]", minimum=2)
     enforce: bool = field(True, "exit 1 when a cell misses its tolerance or a claim fails")
-    device: str = field("cpu", "torch device; the MLP ensembles run well on a CPU")
+    device: str = field("cpu", "torch device; the MLP ensembles run well on a CPU", device=True)
 
 
 PROFILES = {
@@ -94,18 +96,24 @@ def poisoned_models(cfg: Config, train: bool = True) -> mnog.Ensemble:
             "seeds": seeds(cfg), "device": cfg.device, "flush_denormal": FLUSH_DENORMAL}
     path = RESULTS / "cache" / f"poisoned-{stable_hash(spec)}.pt"
     model = mnog.Ensemble([_initial_mlp(cfg.width, seed) for seed in seeds(cfg)]).to(cfg.device)
-    if path.exists():
-        model.load_state_dict(torch.load(path, map_location=cfg.device, weights_only=True)["model"])
-        return model
     if not train:
-        raise FileNotFoundError(f"no cached θ* at {path}: the driver trains it before the sweep, and workers on "
-                                f"other machines need the driver's results folder at the same path")
-    retain, forget = _trials(cfg)
-    inputs = torch.cat([retain[0], forget[0]], 1)    # D_r ∪ D_f: (E, 55, 1)
-    targets = torch.cat([retain[1], forget[1]], 1)
-    train_full_batch(model, inputs, targets, TASK, cfg.train_epochs, cfg.train_lr,
-                     checkpoint=path.with_suffix(".ckpt"), desc="poisoned models θ*")
-    save_atomic({"spec": json.loads(json.dumps(spec, default=str)), "model": model.state_dict()}, path)
+        stored = load_cached(path, cfg.device)
+        if stored is None:
+            raise FileNotFoundError(f"no cached θ* at {path}: the driver trains it before the sweep, and workers on "
+                                    f"other machines need the driver's results folder at the same path")
+        model.load_state_dict(stored["model"])
+        return model
+    with exclusive(path.with_name(f".{path.name}.lock"), "poisoned models θ*"):  # a concurrent run trains them once
+        stored = load_cached(path, cfg.device)
+        if stored is not None:
+            model.load_state_dict(stored["model"])
+            return model
+        retain, forget = _trials(cfg)
+        inputs = torch.cat([retain[0], forget[0]], 1)    # D_r ∪ D_f: (E, 55, 1)
+        targets = torch.cat([retain[1], forget[1]], 1)
+        train_full_batch(model, inputs, targets, TASK, cfg.train_epochs, cfg.train_lr,
+                         checkpoint=path.with_suffix(".ckpt"), desc="poisoned models θ*")
+        save_atomic({"spec": json.loads(json.dumps(spec, default=str)), "model": model.state_dict()}, path)
     return model
 
 
@@ -129,8 +137,9 @@ def unlearn(cfg: Config, poisoned: mnog.Ensemble, job: Job, trials: list[int]) -
     model = (copy.deepcopy(poisoned) if len(index) == poisoned.num_members
              else mnog.Ensemble([poisoned.member(i) for i in index]))
     retain, forget = _trials(cfg, trials)
+    # A member that diverges to NaN gets a NaN sup error, recorded as diverged; the others stand.
     mnog.unlearn(model, job.method, forget=forget, retain=retain, loss=TASK, epochs=job.epochs,
-                 seed=int(job.key(setting(cfg), -1), 16) % 2**63, **job.config)
+                 seed=int(job.key(setting(cfg), -1), 16) % 2**63, on_nonfinite="ignore", **job.config)
     return model
 
 
@@ -138,17 +147,19 @@ def jobs(cfg: Config) -> list[Job]:
     table7 = json.loads((PAPER_TABLES / "table7.json").read_text())
     return [Job.of(method, budget, hyperparameters)
             for budget in cfg.budgets for method in cfg.methods
-            for hyperparameters in method_grid(method, table7[str(budget)], cfg.grid_values, cfg.method_options())]
+            for hyperparameters in method_grid(method, table7[str(budget)], cfg.grid_values, cfg.method_options(),
+                                               budget)]
 
 
 def sweep(cfg: Config, profile: str) -> tuple[mnog.Ensemble, list[dict]]:
     """θ* and every (method, T, configuration, trial) record, running what is missing."""
-    poisoned = poisoned_models(cfg)
-    grid = PROBLEM.test_grid(cfg.test_points).to(cfg.device)
-    print("poisoned models θ*: sup error", " ".join(f"{e:.2f}" for e in sup_error(poisoned, grid).tolist()))
-    # One store for every profile: records are keyed by everything that determines them.
-    store = RecordStore(RESULTS / "table5" / "records.jsonl")
+    # The executor first: an unreachable Ray cluster fails before minutes of training.
     with from_config(cfg, gpu=torch.device(cfg.device).type == "cuda") as executor:
+        poisoned = poisoned_models(cfg)
+        grid = PROBLEM.test_grid(cfg.test_points).to(cfg.device)
+        print("poisoned models θ*: sup error", " ".join(f"{e:.2f}" for e in sup_error(poisoned, grid).tolist()))
+        # One store for every profile: records are keyed by everything that determines them.
+        store = RecordStore(RESULTS / "table5" / "records.jsonl")
         records = run_sweep(jobs(cfg), seeds(cfg), Runner(poisoned_and_grid, sup_errors, cfg), store, setting(cfg),
                             desc=f"table5 [{profile}]", executor=executor)
     return poisoned, records
@@ -207,4 +218,4 @@ if __name__ == "__main__":
     # The importable module's main, not __main__'s: Ray's workers then find this script's
     # functions and Config by module name (pickled by reference, not by value).
     from artifact.table5_data_poisoning import main as importable_main
-    sys.exit(importable_main())
+    sys.exit(cli(importable_main))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import typing
 from typing import Sequence, TypeVar
@@ -23,11 +24,18 @@ def auto_profile() -> str:
     return "paper" if torch.cuda.is_available() else "cpu"
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with one-line errors: "<script>: error: <what> (see --help)", exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def parse_config(cls: type[C], profiles: dict[str, C], description: str,
                  argv: Sequence[str] | None = None) -> tuple[C, str]:
-    """The profile's config with command-line overrides applied, and the profile's name."""
-    parser = argparse.ArgumentParser(description=description,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    """The profile's config with command-line overrides applied, and the profile's name.
+    Every field is checked here (type, choices, bounds, devices), before anything runs."""
+    parser = OneLineParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--profile", default=os.environ.get("PROFILE") or "auto",
                         choices=["auto", *profiles],
                         help="named configuration; auto = paper with a GPU, cpu otherwise")
@@ -42,7 +50,8 @@ def parse_config(cls: type[C], profiles: dict[str, C], description: str,
                                 default=None, help=helptext)
         elif typing.get_origin(kind) is tuple:
             item = typing.get_args(kind)[0]
-            parser.add_argument(flag, dest=field.name, type=item, nargs="+", default=None, help=helptext)
+            parser.add_argument(flag, dest=field.name, type=item, nargs="+", default=None, choices=choices,
+                                help=helptext)
         else:
             parser.add_argument(flag, dest=field.name, type=kind, default=None, choices=choices, help=helptext)
     args = parser.parse_args(argv)
@@ -52,11 +61,67 @@ def parse_config(cls: type[C], profiles: dict[str, C], description: str,
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name) is not None}
     overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
     try:
-        return dataclasses.replace(profiles[profile], **overrides), profile
-    except ValueError as exc:  # a config's own check (__post_init__) of the combined values
+        cfg = dataclasses.replace(profiles[profile], **overrides)
+        check_fields(cfg)
+        check_results_folder()
+    except ValueError as exc:  # a field's bounds, or a config's own check (__post_init__) of the combined values
         parser.error(str(exc))
+    return cfg, profile
 
 
-def field(default, help: str, choices: Sequence | None = None):
-    """A dataclass field with a help string (and the values it may take) for the command line."""
-    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+def check_results_folder() -> None:
+    """ValueError unless the results folder (MNOG_RESULTS) is, or can be made, a writable folder."""
+    from mnog.results import RESULTS
+    try:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"the results folder {RESULTS} (MNOG_RESULTS) cannot be created: {exc.strerror}") from None
+    if not os.access(RESULTS, os.W_OK | os.X_OK):
+        raise ValueError(f"the results folder {RESULTS} (MNOG_RESULTS) is not writable")
+
+
+def check_fields(cfg) -> None:
+    """ValueError naming the flag when a field breaks its declared bounds: finite numbers,
+    `minimum` (inclusive) and `above` (exclusive) bounds for numbers and for each entry of a
+    tuple, non-empty tuples, choices, and devices that exist on this machine."""
+    for f in dataclasses.fields(cfg):
+        value, meta, flag = getattr(cfg, f.name), f.metadata, "--" + f.name.replace("_", "-")
+        values = value if isinstance(value, tuple) else (value,)
+        if isinstance(value, tuple) and not value:
+            raise ValueError(f"{flag} needs at least one value")
+        for v in values:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError(f"{flag} must be a finite number, got {v}")
+            if meta.get("minimum") is not None and v < meta["minimum"]:
+                raise ValueError(f"{flag} must be at least {meta['minimum']}, got {v}")
+            if meta.get("above") is not None and v <= meta["above"]:
+                raise ValueError(f"{flag} must be greater than {meta['above']}, got {v}")
+            if meta.get("choices") is not None and v not in meta["choices"]:
+                raise ValueError(f"{flag}: {v!r} is not one of {', '.join(map(str, meta['choices']))}")
+            if meta.get("device"):
+                check_device(v, flag)
+
+
+def check_device(value: str, flag: str = "--device") -> None:
+    """A torch device name this machine has ("auto" included), else ValueError."""
+    if value == "auto":
+        return
+    try:
+        device = torch.device(value)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"{flag}: {value!r} is not a torch device (try auto, cpu, cuda or cuda:0)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{flag} {value}: no CUDA device is visible on this machine")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"{flag} {value}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"{flag} {value}: mnog runs on cpu or cuda devices")
+
+
+def field(default, help: str, choices: Sequence | None = None, minimum: float | None = None,
+          above: float | None = None, device: bool = False):
+    """A dataclass field with a help string and what it may hold: `choices`, an inclusive
+    `minimum` or exclusive `above` bound (for a tuple: for each entry), or a torch `device`;
+    checked at parse time (`check_fields`)."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "minimum": minimum,
+                                                        "above": above, "device": device})

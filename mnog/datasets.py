@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from mnog.download import Resource, fetch, load_checksums, matching, verify
 from mnog.results import ROOT
-from mnog.training import save_atomic
+from mnog.training import load_cached, save_atomic
 
 DATA = Path(os.environ.get("MNOG_DATA") or ROOT / "data")
 
@@ -77,33 +77,50 @@ def load_cifar10(root: Path | str | None = None, download: bool = True, *,
     """CIFAR-10: 50,000 train and 10,000 test images, (N, 3, 32, 32).
 
     The archive root/cifar-10-python.tar.gz is verified on every call (a fraction of a second)
-    and extracted to root/cifar-10-batches-py the first time. resources, mirror: as for `fetch`.
+    and its batch files are read straight out of it, never from an extracted folder: they are
+    pickles, and unpickling a file anyone can write into data/ would be a way to run code. The
+    unpickler admits nothing but numpy arrays and plain containers, in case the verified
+    archive itself were not what checksums.txt promises. resources, mirror: as for `fetch`.
     """
     root = DATA if root is None else Path(root)
     archive = fetch(CIFAR10_ARCHIVE, root, resources=resources, mirror=mirror, download=download)
-    folder = _extract(archive, root, CIFAR10_FOLDER)
-    train = [_read_cifar_batch(folder / f"data_batch_{i}") for i in range(1, 6)]
-    test_images, test_labels = _read_cifar_batch(folder / "test_batch")
-    label_names = _unpickle(folder / "batches.meta")[b"label_names"]
+    with tarfile.open(archive) as tar:
+        def member(name: str) -> dict:
+            file = tar.extractfile(f"{CIFAR10_FOLDER}/{name}")
+            if file is None:
+                raise ValueError(f"{archive}: {CIFAR10_FOLDER}/{name} is not a regular file")
+            return _ArrayUnpickler(file, encoding="bytes").load()
+
+        try:
+            train = [_read_cifar_batch(member(f"data_batch_{i}"), f"data_batch_{i}") for i in range(1, 6)]
+            test_images, test_labels = _read_cifar_batch(member("test_batch"), "test_batch")
+            label_names = member("batches.meta")[b"label_names"]
+        except KeyError as exc:
+            raise ValueError(f"{archive} lacks {exc.args[0]}: not the CIFAR-10 python archive") from None
     return ImageData(torch.cat([images for images, _ in train]), torch.cat([labels for _, labels in train]),
                      test_images, test_labels, tuple(name.decode() for name in label_names))
 
 
-def _unpickle(path: Path) -> dict:
-    # Python 2 pickles with byte-string keys. Unpickling runs code, which is safe here only
-    # because the files come out of the verified archive.
-    with open(path, "rb") as f:
-        return pickle.load(f, encoding="bytes")
+class _ArrayUnpickler(pickle.Unpickler):
+    """Python 2's CIFAR-10 pickles (byte-string keys, numpy arrays) and nothing that runs code."""
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+               ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}  # protocol 2 writes bytes via encode
+
+    def find_class(self, module, name):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"a CIFAR-10 batch may hold numpy arrays only, not {module}.{name}")
 
 
-def _read_cifar_batch(path: Path) -> tuple[Tensor, Tensor]:
-    """One CIFAR-10 batch file: images (n, 3, 32, 32) uint8 and labels (n,) int64."""
-    batch = _unpickle(path)
+def _read_cifar_batch(batch: dict, name: str) -> tuple[Tensor, Tensor]:
+    """One CIFAR-10 batch: images (n, 3, 32, 32) uint8 and labels (n,) int64."""
     data, labels = batch[b"data"], batch[b"labels"]  # data (n, 3072): each row the R, G, B planes, 32×32 each
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels):
-        raise ValueError(f"{path}: expected uint8 data (n, 3072) and n labels, "
-                         f"got {data.dtype} {data.shape} and {len(labels)} labels")
-    return torch.from_numpy(data.reshape(-1, 3, 32, 32)), torch.tensor(labels, dtype=torch.int64)
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 \
+            or len(data) != len(labels):
+        raise ValueError(f"{name}: expected uint8 data (n, 3072) and n labels, "
+                         f"got {getattr(data, 'dtype', type(data))} {getattr(data, 'shape', '')} and {len(labels)} labels")
+    return torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()), torch.tensor(labels, dtype=torch.int64)
 
 
 TINY_IMAGENET_ARCHIVE = "tiny-imagenet-200.zip"
@@ -126,10 +143,9 @@ def load_tiny_imagenet(root: Path | str | None = None, download: bool = True, *,
     root = DATA if root is None else Path(root)
     table = load_checksums() if resources is None else resources
     cache = root / TINY_IMAGENET_CACHE
-    if cache.is_file():
-        stored = torch.load(cache, weights_only=True)
-        if stored.get("archive") in {str(r) for r in table.get(TINY_IMAGENET_ARCHIVE, [])}:
-            return ImageData(**stored["data"])
+    stored = load_cached(cache)                                 # a corrupt cache is moved aside and rebuilt
+    if stored is not None and stored.get("archive") in {str(r) for r in table.get(TINY_IMAGENET_ARCHIVE, [])}:
+        return ImageData(**stored["data"])
     archive = fetch(TINY_IMAGENET_ARCHIVE, root, resources=table, mirror=mirror, download=download)
     source = matching(archive, table[TINY_IMAGENET_ARCHIVE])  # which accepted archive it is: the cache's label
     data = _read_tiny_imagenet(_extract(archive, root, TINY_IMAGENET_FOLDER))
@@ -311,11 +327,14 @@ def per_class_subset(data: ImageData, per_class: int = 0, test_per_class: int = 
                      data.test_labels[test], data.classes)
 
 
+DATASETS = ("cifar10", "tiny_imagenet", "fashion_mnist", "synthetic")  # the names load_image_data takes
+
+
 def load_image_data(name: str, per_class: int = 0, test_per_class: int = 0) -> ImageData:
     """An experiment's data set by name, optionally cut to its first images of every class."""
     if name == "synthetic":
         return synthetic_images(per_class=per_class or 40, test_per_class=test_per_class or 10)
     loaders = {"cifar10": load_cifar10, "tiny_imagenet": load_tiny_imagenet, "fashion_mnist": load_fashion_mnist}
     if name not in loaders:
-        raise ValueError(f"unknown data set {name!r}; choose one of {', '.join([*loaders, 'synthetic'])}")
+        raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
     return per_class_subset(loaders[name](), per_class, test_per_class)

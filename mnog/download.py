@@ -23,6 +23,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from mnog.errors import UserError, cli
 from mnog.results import ROOT
 
 CHECKSUMS = ROOT / "checksums.txt"
@@ -37,11 +38,11 @@ TIMEOUT_S = 60        # per network operation, not for the whole download
 CHUNK = 1 << 20       # bytes read per network read
 
 
-class DataUnavailable(RuntimeError):
+class DataUnavailable(UserError, RuntimeError):
     """A needed file is missing and cannot be downloaded: the message says what to place where."""
 
 
-class ChecksumError(RuntimeError):
+class ChecksumError(UserError, RuntimeError):
     """A downloaded file matches none of the checksums accepted for it."""
 
 
@@ -281,4 +282,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main))

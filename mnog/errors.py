@@ -1,5 +1,30 @@
-"""Errors that name what went wrong in the user's terms."""
+"""Errors that name what went wrong in the user's terms.
+
+`UserError` marks a known error: bad input, missing or corrupt data, an unreachable cluster.
+The artifact scripts (and so every `make` target) print one as its message alone and exit
+with status 2 (`cli`); any other exception is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+
+class UserError(Exception):
+    """A known error, whose message says what is wrong and what to do."""
 
 
 class NonFiniteError(FloatingPointError):
     """A model, gradient or projection holds NaN or Inf."""
+
+
+def cli(main: Callable[[], int | None]) -> int:
+    """Run a script's `main`: a UserError prints as one line on stderr and gives exit status 2."""
+    try:
+        return main() or 0
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished records are stored; run the same command again to resume", file=sys.stderr)
+        return 130

@@ -29,6 +29,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import pickle
+import socket
 import threading
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -38,6 +39,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 
 from mnog.config import field
+from mnog.errors import UserError
 from mnog.results import RESULTS, ROOT
 
 EXECUTORS = ("local", "ray", "serial")
@@ -64,6 +66,10 @@ class ExecutorConfig:
             raise ValueError(f"workers must be an integer ≥ 0 (0: automatic), got {self.workers!r}")
         if self.address and self.executor != "ray":
             raise ValueError(f"--address {self.address} names a Ray cluster; it needs --executor ray")
+        if self.address:
+            host, _, port = self.address.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"--address {self.address!r} is not HOST:PORT (e.g. 10.0.0.1:6379)")
         if self.executor == "serial" and self.workers > 1:
             raise ValueError("the serial executor runs in this process; --workers > 1 needs --executor local")
 
@@ -93,6 +99,23 @@ def visible_gpus() -> list[str]:
 def cpu_cores() -> int:
     """Cores this process may use (a Slurm allocation or taskset, not the whole machine)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class ExecutorError(UserError):
+    """An executor cannot start: Ray is missing, its cluster unreachable or without GPUs."""
+
+
+def reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast, in one line, when nothing listens at a Ray cluster's HOST:PORT (ray.init
+    itself retries for half a minute and then prints three chained tracebacks)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ExecutorError(f"the Ray address {address!r} is not HOST:PORT (e.g. 10.0.0.1:6379)")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ExecutorError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc} (is `ray start "
+                            f"--head` running there, and the port open?)") from None
 
 
 class WorkerDied(RuntimeError):
@@ -278,9 +301,11 @@ class Ray(Executor):
         try:
             import ray
         except ImportError:
-            raise ImportError("--executor ray needs Ray: pip install 'mnog[ray]' (or 'ray>=2.40')") from None
+            raise ExecutorError("--executor ray needs Ray: pip install 'mnog[ray]' (or 'ray>=2.40')") from None
         self.ray = ray
         self.address, self.gpu, self.in_flight, self.retries = address, gpu, in_flight, retries
+        if (address or os.environ.get("RAY_ADDRESS", "auto")) != "auto":
+            reachable(address or os.environ["RAY_ADDRESS"])                  # now, not after the models train
         self._owner = False  # whether this executor called ray.init (and so calls ray.shutdown)
 
     def start(self) -> None:
@@ -291,11 +316,17 @@ class Ray(Executor):
             # show no progress bars of their own.
             env = {"MNOG_RESULTS": str(RESULTS), "PYTHONPATH": f"{ROOT}{os.pathsep}${{PYTHONPATH}}",
                    "TQDM_DISABLE": "1"}
-            ray.init(address=self.address or None, logging_level=logging.WARNING, runtime_env={"env_vars": env})
+            address = self.address or os.environ.get("RAY_ADDRESS", "")
+            try:
+                ray.init(address=self.address or None, logging_level=logging.WARNING, runtime_env={"env_vars": env})
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ExecutorError(f"cannot connect to the Ray cluster at {address or 'a new local instance'}: "
+                                    f"{reason}") from None
             self._owner = True
         self.workers = int(ray.cluster_resources().get("GPU" if self.gpu else "CPU", 0))
         if self.gpu and not self.workers:
-            raise RuntimeError("the jobs run on a GPU but the Ray cluster has none; pass --device cpu or add GPU nodes")
+            raise ExecutorError("the jobs run on a GPU but the Ray cluster has none; pass --device cpu or add GPU nodes")
 
     def describe(self) -> str:
         self.start()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -23,12 +24,13 @@ class UnlearnResult:
     steps: int
     seconds: float
     retain_indices: torch.Tensor | None  # D'_r: the retain samples the method could see (None: all)
+    finite: bool                         # every parameter finite at the end (see on_nonfinite)
 
 
 def unlearn(model: nn.Module, method: str, forget, retain, loss: str | Task, epochs: int, *,
             batch_size: int | None = None, p_retain: float = 1.0, seed: int = 0,
-            retain_seed: int | None = None, bn_stats: str = "loss", progress: bool = False,
-            **hyperparameters) -> UnlearnResult:
+            retain_seed: int | None = None, bn_stats: str = "loss", on_nonfinite: str = "raise",
+            progress: bool = False, **hyperparameters) -> UnlearnResult:
     """Unlearn the forget set from `model`, in place.
 
     model:      any torch.nn.Module (or an mnog.Ensemble of identical modules).
@@ -48,6 +50,9 @@ def unlearn(model: nn.Module, method: str, forget, retain, loss: str | Task, epo
                 forwards the other one (no gradient), so that BatchNorm's running statistics
                 see the retain and the forget batch of every step, as the authors' loop
                 (SPEC §11.1). Models without BatchNorm are unaffected.
+    on_nonfinite: a run that ends with NaN/Inf parameters (a diverged method, e.g. GA at a
+                large η) raises NonFiniteError ("raise"), warns ("warn") or says nothing
+                ("ignore"); the result's `finite` tells.
     **hyperparameters: the method's, e.g. eta=1e-3, lambda_reg=0.1, ... ; an unknown or
                 missing one raises TypeError listing what the method takes.
     """
@@ -58,14 +63,21 @@ def unlearn(model: nn.Module, method: str, forget, retain, loss: str | Task, epo
         raise ValueError(f"{method} is defined for classifiers only (loss='cross_entropy')")
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+    method_cls.check_budget(config, epochs)
+    if on_nonfinite not in ("raise", "warn", "ignore"):
+        raise ValueError(f"on_nonfinite must be 'raise', 'warn' or 'ignore', got {on_nonfinite!r}")
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch_size must be None (full batch) or a positive integer, got {batch_size!r}")
     if not 0 < p_retain <= 1:
         raise ValueError(f"p_retain must lie in (0, 1], got {p_retain}")
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError(f"the model ({type(model).__name__}) has no trainable parameters to unlearn")
     members = members_of(model)
     forget = as_batch(forget, members, "forget")
     retain = as_batch(retain, members, "retain")
     check_finite(model)
+    for name, batch in (("forget", forget), ("retain", retain)):
+        check_inputs(model, task, batch, name)
 
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -82,11 +94,43 @@ def unlearn(model: nn.Module, method: str, forget, retain, loss: str | Task, epo
     for epoch, retain_batch, forget_batch in tqdm(batches, total=epochs * steps_per_epoch, disable=not progress,
                                                   desc=method, unit="step", leave=False):
         runner.step(epoch, retain_batch, forget_batch)
-    return UnlearnResult(method, config, epochs, runner.steps, time.perf_counter() - start, kept)
+    seconds = time.perf_counter() - start
+    bad = nonfinite_parameters(model)
+    if bad and on_nonfinite != "ignore":
+        message = (f"{method} diverged: after {runner.steps} steps the model's parameters hold NaN/Inf "
+                   f"({', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}); try a smaller eta")
+        if on_nonfinite == "raise":
+            raise NonFiniteError(message)
+        warnings.warn(message, stacklevel=2)
+    return UnlearnResult(method, config, epochs, runner.steps, seconds, kept, not bad)
+
+
+def nonfinite_parameters(model: nn.Module) -> list[str]:
+    return [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
 
 
 def check_finite(model: nn.Module) -> None:
-    bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+    bad = nonfinite_parameters(model)
     if bad:
         raise NonFiniteError(f"the model's parameters hold NaN/Inf ({', '.join(bad[:5])}"
                              f"{' ...' if len(bad) > 5 else ''}); unlearning needs a finite model")
+
+
+def check_inputs(model: nn.Module, task: Task, batch, name: str) -> None:
+    """Run the model (eval mode, no gradient) on the set's first sample and check its targets
+    against the outputs, so that a wrong input shape or dtype or a bad label fails here, in
+    one line, rather than deep inside the first step."""
+    first = torch.zeros(1 if batch.members is None else (batch.members, 1), dtype=torch.long,
+                        device=batch.inputs.device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            outputs = model(batch.take(first).inputs)
+    except (RuntimeError, TypeError, ValueError, IndexError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"the model cannot take the {name} inputs (shape {tuple(batch.inputs.shape)}, "
+                         f"{batch.inputs.dtype}): {reason}") from None
+    finally:
+        model.train(was_training)
+    task.check_targets(outputs, batch.targets, name)

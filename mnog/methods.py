@@ -197,6 +197,10 @@ class Method:
                             f"(required: {', '.join(required)})")
         return cls.Config(**hyperparameters)
 
+    @classmethod
+    def check_budget(cls, config: Hyperparameters, epochs: int) -> None:
+        """Raise ValueError when `config` makes no sense for a run of `epochs` epochs."""
+
     def start(self, forget: Batch, batch_size: int | None) -> None:
         """Once, before the first epoch."""
 
@@ -481,6 +485,12 @@ class MinNormOG(Method):
         super().__init__(*args, **kwargs)
         self.projections = 0
         self.warned_empty = False
+
+    @classmethod
+    def check_budget(cls, config, epochs):
+        if config.t_gd >= epochs:
+            raise ValueError(f"MinNorm-OG with t_gd={config.t_gd} ≥ epochs={epochs} never projects (it would be GD); "
+                             f"choose t_gd < epochs")
 
     def objective(self, epoch, retain, forget):
         return self.data_loss(retain)

@@ -4,12 +4,18 @@ Every (experiment, method, T, configuration, trial) result is one JSON line of a
 `RecordStore`, carrying the full configuration, seed, metric, wall time, package versions,
 device and git commit. A record's `key` is a hash of everything that determines it, so a
 re-run skips what is stored and stores from different settings never mix. Lines are
-appended with a single write() on an O_APPEND descriptor and fsync'ed; a line torn by a
-crash is never read back as a result.
+appended with a single write() on an O_APPEND descriptor and fsync'ed, under an exclusive
+lock on the file (flock) shared by every process that writes it, so concurrent writers
+never lose each other's records; a line torn by a crash is never read back as a result.
+
+`exclusive(path, what)` is the lock two runs of the same work take (a sweep, a model's
+training): the second waits for the first, naming it, and then reuses what it stored.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import functools
 import hashlib
 import json
@@ -17,6 +23,7 @@ import os
 import platform
 import socket
 import subprocess
+import sys
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,6 +31,8 @@ from typing import Iterable
 
 import numpy as np
 import torch
+
+from mnog.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(os.environ.get("MNOG_RESULTS") or ROOT / "results")  # every script writes below here
@@ -104,18 +113,28 @@ def write_json(path: Path, obj) -> None:
     write_text(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=True) + "\n")
 
 
+REQUIRED = ("key", "method", "trial")  # what every record holds; a JSON line without them is not a record
+
+
 class RecordStore:
-    """An append-only JSON-lines file of records, each with a unique "key"."""
+    """An append-only JSON-lines file of records, each with a unique "key". Safe with several
+    writing processes: every append (and the repair of a torn last line before it) happens
+    under an exclusive lock, every read under a shared one."""
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ResultsFolderError(f"cannot create the results folder {self.path.parent}: {exc.strerror}") from None
 
     def load(self) -> list[dict]:
         if not self.path.exists():
             return []
+        with open(self.path, "rb") as f:
+            fcntl.flock(f, fcntl.LOCK_SH)                        # no append is half-way through
+            data = f.read()
         records, seen = [], set()
-        data = self.path.read_bytes()
         lines = data.split(b"\n")
         for number, line in enumerate(lines, 1):
             if not line.strip():
@@ -123,10 +142,14 @@ class RecordStore:
             torn = number == len(lines)  # the last line has no newline: a write was cut short
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, UnicodeDecodeError):
                 record = None
-            if torn or record is None or "key" not in record:
+            if torn or record is None:
                 warnings.warn(f"{self.path}:{number}: skipping an incomplete record (interrupted write)")
+                continue
+            if not isinstance(record, dict) or any(k not in record for k in REQUIRED):
+                warnings.warn(f"{self.path}:{number}: skipping a line that is not a record (it needs "
+                              f"{', '.join(REQUIRED)})")
                 continue
             if record["key"] not in seen:
                 seen.add(record["key"])
@@ -140,23 +163,55 @@ class RecordStore:
         payload = b"".join(json.dumps(to_jsonable(r), sort_keys=True).encode() + b"\n" for r in records)
         if not payload:
             return
-        self._drop_torn_tail()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ResultsFolderError(f"cannot write {self.path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            _drop_torn_tail(fd)
             view = memoryview(payload)
             while view:
                 view = view[os.write(fd, view):]
             os.fsync(fd)
         finally:
-            os.close(fd)
+            os.close(fd)                                           # releases the lock
 
-    def _drop_torn_tail(self) -> None:
-        """Cut a last line left without its newline by a crash, so new lines start clean."""
-        if not self.path.exists() or self.path.stat().st_size == 0:
-            return
-        with open(self.path, "rb+") as f:
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) == b"\n":
-                return
+
+def _drop_torn_tail(fd: int) -> None:
+    """Cut a last line left without its newline by a crash, so new lines start clean (the
+    caller holds the exclusive lock, so no other writer is half-way through a line)."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return
+    os.ftruncate(fd, os.pread(fd, size, 0).rfind(b"\n") + 1)
+
+
+class ResultsFolderError(UserError):
+    """The results folder cannot be created or written."""
+
+
+@contextlib.contextmanager
+def exclusive(path: Path, what: str):
+    """Hold an exclusive lock on `path` (a lock file) for the block. If another process holds
+    it, say which (its pid, host, command and start time, written into the file) and wait:
+    two runs of the same work cooperate, the second reusing what the first stored."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
             f.seek(0)
-            f.truncate(f.read().rfind(b"\n") + 1)
+            holder = f.read().strip() or "another process"
+            print(f"{what}: waiting for {holder}, which holds {path}", file=sys.stderr, flush=True)
+            fcntl.flock(f, fcntl.LOCK_EX)
+            print(f"{what}: the other run finished; going on with what it stored", file=sys.stderr, flush=True)
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()} ({' '.join(sys.argv)[:200]}), since {now()}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            f.seek(0)
+            f.truncate()

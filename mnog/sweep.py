@@ -19,7 +19,7 @@ from mnog.config import field
 from mnog.executors import Executor, ExecutorConfig, Serial
 from mnog.loop import unlearn
 from mnog.methods import get_method
-from mnog.results import ROOT, RecordStore, now, provenance, stable_hash
+from mnog.results import ROOT, RecordStore, exclusive, now, provenance, stable_hash
 
 
 def grid(**axes: Sequence) -> list[dict]:
@@ -28,11 +28,11 @@ def grid(**axes: Sequence) -> list[dict]:
 
 
 def method_grid(method: str, axes: dict[str, Sequence], max_values: int = 0,
-                options: dict[str, dict] | None = None) -> list[dict]:
+                options: dict[str, dict] | None = None, epochs: int | None = None) -> list[dict]:
     """The configurations `method` sweeps: the product of the axes it takes (its required
     hyperparameters), at most `max_values` values per axis (0: all), each with the method's
     fixed `options[method]` (e.g. MinNorm-OG's order). Configurations the method rejects
-    (MinNorm-OG's λ_reg > 1) are left out."""
+    (MinNorm-OG's λ_reg > 1, or with `epochs` given its T_GD ≥ T) are left out."""
     method_cls = get_method(method)
     names = method_cls.hyperparameters(required_only=True)
     missing = [n for n in names if n not in axes]
@@ -43,7 +43,9 @@ def method_grid(method: str, axes: dict[str, Sequence], max_values: int = 0,
     for config in grid(**{n: list(axes[n])[:max_values or None] for n in names}):
         config = {**config, **fixed}
         try:
-            method_cls.build_config(config)
+            built = method_cls.build_config(config)
+            if epochs is not None:
+                method_cls.check_budget(built, epochs)
         except ValueError:
             continue
         configs.append(config)
@@ -71,15 +73,15 @@ class ImageSweepConfig(ExecutorConfig, MethodOptions):
     their jobs run (--executor, --workers, --address); each script adds its own. The protocol
     options default to the authors' code (SPEC §11; README "Differences from the authors'
     code"), the other reading one flag away."""
-    trials: int = field(5, "trials (a new D_f, initial model, ground-truth model and D'_r each)")
-    per_class: int = field(0, "training images per class (0: all)")
-    test_per_class: int = field(0, "test images per class for the metrics (0: all)")
-    width: int = field(64, "channels of ColorResNet-18's first layer (64: torchvision's)")
+    trials: int = field(5, "trials (a new D_f, initial model, ground-truth model and D'_r each)", minimum=1)
+    per_class: int = field(0, "training images per class (0: all)", minimum=0)
+    test_per_class: int = field(0, "test images per class for the metrics (0: all)", minimum=0)
+    width: int = field(64, "channels of ColorResNet-18's first layer (64: torchvision's)", minimum=1)
     first_seed: int = field(1, "trials use seeds first_seed, first_seed + 1, ...")
-    grid_values: int = field(0, "keep at most this many values per grid axis (0: all)")
-    n_pert: int = field(0, "MinNorm-OG's n_pert (0: the grid's 50)")
-    logit_clamp: float = field(30.0, "logits are clamped to ±this in unlearning losses (authors' code)")
-    device: str = field("auto", "torch device; auto: cuda when available")
+    grid_values: int = field(0, "keep at most this many values per grid axis (0: all)", minimum=0)
+    n_pert: int = field(0, "MinNorm-OG's n_pert (0: the grid's 50)", minimum=0)
+    logit_clamp: float = field(30.0, "logits are clamped to ±this in unlearning losses (authors' code)", above=0)
+    device: str = field("auto", "torch device; auto: cuda when available", device=True)
     precision: str = field("float32", "training precision of the initial and ground-truth models: float32 (the "
                                       "authors') or bfloat16 (autocast)", choices=("float32", "bfloat16"))
     bn_stats: str = field("both", "BatchNorm's running statistics see both batches of every step (both: the authors' "
@@ -147,9 +149,14 @@ class Job:
                             "config": self.config, "trial": trial})
 
 
+def diverged_metrics(names: Sequence[str]) -> dict[str, float]:
+    """The metrics recorded for a trial whose unlearned model is not finite (a diverged run)."""
+    return dict.fromkeys(names, math.nan)
+
+
 def unlearned_copy(job: Job, setting: dict, trial: int, initial, retain, forget, loss, **protocol):
     """A copy of `initial` unlearned by `job` on one trial (`protocol`: batch_size, p_retain,
-    bn_stats), and its `UnlearnResult`. D'_r is drawn from the trial alone, so every method
+    bn_stats), and its `UnlearnResult`; NonFiniteError when the run diverged. D'_r is drawn from the trial alone, so every method
     and configuration of a trial sees the same retain subset (SPEC §4, §11.2); every other
     random draw (batches, noise, subsamples) is seeded from the job's key. Both are the same
     on every executor and every rerun."""
@@ -233,6 +240,13 @@ def run_sweep(jobs: Sequence[Job], trials: Sequence[int], run: Callable[[Job, li
     bar's time estimate errs on the long side and no long job is left for the end.
     """
     executor = executor or Serial()
+    # Two runs of the same sweep on one store (make all started twice, Figure 2 beside Figure 6)
+    # take turns: the second waits, then runs only what the first did not store.
+    with exclusive(store.path.with_name(f".{store.path.stem}-{stable_hash(setting)}.lock"), desc):
+        return _run_sweep(jobs, trials, run, store, setting, desc, executor)
+
+
+def _run_sweep(jobs, trials, run, store, setting, desc, executor) -> list[dict]:
     done = store.keys()
     pending = [(job, [t for t in trials if job.key(setting, t) not in done]) for job in jobs]
     pending = [(job, missing) for job, missing in pending if missing]
@@ -247,8 +261,9 @@ def run_sweep(jobs: Sequence[Job], trials: Sequence[int], run: Callable[[Job, li
             if error is not None:
                 failures.append((job, error))
             else:
-                store.append([_record(job, t, outcome, len(missing), setting) for t in missing])
-                diverged += outcome.error is not None
+                stored = [_record(job, t, outcome, len(missing), setting) for t in missing]
+                store.append(stored)
+                diverged += any(r["diverged"] for r in stored)
             bar.update()
             counts = [(len(failures), "failed"), (diverged, "diverged"), (executor.restarts, "workers lost")]
             bar.set_postfix_str(", ".join(f"{n} {what}" for n, what in counts if n))
@@ -263,9 +278,11 @@ def run_sweep(jobs: Sequence[Job], trials: Sequence[int], run: Callable[[Job, li
 
 def _record(job: Job, trial: int, outcome: Outcome, batch: int, setting: dict) -> dict:
     metrics = None if outcome.metrics is None else outcome.metrics[trial]
+    # Diverged: the run stopped on a non-finite model, or its model ended non-finite (NaN metrics).
+    diverged = metrics is None or not all(math.isfinite(v) for v in metrics.values())
     return {
         "key": job.key(setting, trial), "setting": setting, "method": job.method, "epochs": job.epochs,
-        "config": job.config, "trial": trial, "metrics": metrics, "error": outcome.error,
+        "config": job.config, "trial": trial, "metrics": metrics, "diverged": diverged, "error": outcome.error,
         "wall_s": outcome.seconds / batch, "trials_run_together": batch, "time": now(),
         "provenance": outcome.provenance,
     }

@@ -65,9 +65,42 @@ class Task:
         outputs, targets = as_heads(self.clamp(outputs)), as_heads(targets)
         if len(outputs) != len(targets):
             raise ValueError(f"the model has {len(outputs)} heads but the targets have {len(targets)}")
+        for o, t in zip(outputs, targets):
+            self._check_shapes(o, t)
         if self.is_classifier:
             return sum(_cross_entropy(o, t) for o, t in zip(outputs, targets))
         return sum((o - t).pow(2).mean(-1) for o, t in zip(outputs, targets))
+
+    def _check_shapes(self, output: Tensor, target: Tensor) -> None:
+        # Exact shapes: broadcasting (N, 1) outputs against (N,) targets would silently give an N×N loss.
+        if self.is_classifier and target.shape != output.shape[:-1]:
+            raise ValueError(f"cross-entropy needs one class label per sample: outputs {tuple(output.shape)} need "
+                             f"targets of shape {tuple(output.shape[:-1])}, got {tuple(target.shape)}")
+        if not self.is_classifier and target.shape != output.shape:
+            raise ValueError(f"mse needs targets shaped like the outputs: outputs {tuple(output.shape)}, targets "
+                             f"{tuple(target.shape)}")
+
+    def check_targets(self, outputs: Outputs, targets: Targets, name: str) -> None:
+        """Validate a whole set's targets against the model's outputs on its first sample(s):
+        heads, shapes (after the sample dimension), label dtype and range; one clear ValueError."""
+        outputs, targets = as_heads(outputs), as_heads(targets)
+        if len(outputs) != len(targets):
+            raise ValueError(f"the model has {len(outputs)} head(s) but the {name} set has targets for {len(targets)}")
+        for h, (o, t) in enumerate(zip(outputs, targets)):
+            where = f"the {name} set's targets" + (f" for head {h}" if len(outputs) > 1 else "")
+            if self.is_classifier:
+                if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+                    raise ValueError(f"{where} must be integer class labels, got {t.dtype}")
+                if t.dim() != o.dim() - 1:
+                    raise ValueError(f"{where} must hold one label per sample (shape {tuple(t.shape)} against "
+                                     f"outputs {tuple(o.shape)})")
+                classes = o.shape[-1]
+                if t.numel() and (int(t.min()) < 0 or int(t.max()) >= classes):
+                    raise ValueError(f"{where} must lie in [0, {classes}) for a {classes}-way output, got labels "
+                                     f"from {int(t.min())} to {int(t.max())}")
+            elif t.dim() != o.dim() or t.shape[-1] != o.shape[-1]:
+                raise ValueError(f"mse needs targets shaped like the outputs: {where} have shape {tuple(t.shape)}, "
+                                 f"the outputs {o.dim()} dimensions with {o.shape[-1]} value(s) per sample")
 
     def loss(self, outputs: Outputs, targets: Targets) -> Tensor:
         """J(θ; B): the batch mean of `per_sample_loss` (summed over ensemble members)."""

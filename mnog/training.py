@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from mnog.colors import ColoredImages
+from mnog.results import exclusive
 from mnog.tasks import Task, as_heads
 
 
@@ -31,12 +33,11 @@ def train_full_batch(model: nn.Module, inputs: Tensor, targets: Tensor, task: Ta
     resumes from the last save (the checkpoint is removed once training completes)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, fused=True)
     start = 0
-    if checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, map_location=inputs.device, weights_only=True)
-        if state["epochs"] == epochs:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            start = state["epoch"]
+    state = load_cached(checkpoint, inputs.device) if checkpoint is not None else None
+    if state is not None and state["epochs"] == epochs:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start = state["epoch"]
     model.train()
     for epoch in tqdm(range(start, epochs), initial=start, total=epochs, desc=desc, unit="epoch",
                       unit_scale=True, mininterval=1.0, dynamic_ncols=True):
@@ -80,12 +81,34 @@ def train_cached(path: Path, model: nn.Module, phases: list[Phase], sgd: SGDConf
     """`model` trained by `train_classifier`, or loaded from `path` if a finished run left it
     there. The caller names `path` by a hash of everything that determines the model."""
     device = next(model.parameters()).device
-    if path.exists():
-        model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
-        return model
-    train_classifier(model, phases, sgd, seed=seed, checkpoint=path.with_suffix(".ckpt"), desc=desc, **options)
-    save_atomic(model.state_dict(), path)
+    state = load_cached(path, device)
+    if state is None:
+        with exclusive(path.with_name(f".{path.name}.lock"), desc):     # a concurrent run trains it once
+            state = load_cached(path, device)                          # ... and may just have
+            if state is None:
+                train_classifier(model, phases, sgd, seed=seed, checkpoint=path.with_suffix(".ckpt"), desc=desc,
+                                 **options)
+                save_atomic(model.state_dict(), path)
+                return model
+    model.load_state_dict(state)
     return model
+
+
+def load_cached(path: Path, device=None):
+    """torch.load(path) of a file this project wrote (weights only), or None when it is absent.
+    A file that does not load (truncated, overwritten) is moved aside with a warning naming
+    it, so that the caller computes it again."""
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # noqa: BLE001  (torch raises OSError, RuntimeError, UnpicklingError, EOFError...)
+        aside = path.with_name(f"{path.name}.corrupt-{os.getpid()}")
+        os.replace(path, aside)
+        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        warnings.warn(f"{path} is corrupt ({type(exc).__name__}: {reason}); moved it to {aside.name} and computing "
+                      "it again", stacklevel=2)
+        return None
 
 
 def label_erasure_recipe(dataset: str, data: ColoredImages, epochs: int = 100,
@@ -134,8 +157,8 @@ def train_classifier(model: nn.Module, phases: list[Phase], sgd: SGDConfig, *, s
     schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=sgd.step_size, gamma=sgd.gamma)
     generator = torch.Generator(device=device).manual_seed(seed)
     done = 0  # epochs finished, over all phases
-    if checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=True)
+    state = load_cached(checkpoint, device) if checkpoint is not None else None
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])

@@ -96,6 +96,21 @@ def test_figure1_smoke_plots_every_method_from_the_same_results(smoke):
         run("figure1_data_poisoning_fits", results, "--epochs", "1000")
 
 
+def test_two_runs_of_table5_on_one_results_folder_cooperate(tmp_path):
+    # Started together, the second waits for the first (naming it), at the models and at the
+    # sweep, then reuses what it stored: one complete store, nothing computed twice.
+    runs = [subprocess.Popen(command("table5_data_poisoning"), cwd=ROOT, env=env(tmp_path), text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    outputs = [r.communicate(timeout=600) for r in runs]
+    assert [r.returncode for r in runs] == [0, 0], outputs
+    assert any("waiting for pid" in err for _, err in outputs)
+    from artifact.table5_data_poisoning import PROFILES, jobs
+    lines = (tmp_path / "table5" / "records.jsonl").read_text().splitlines()
+    keys = {json.loads(line)["key"] for line in lines}
+    assert len(lines) == len(keys) == len(jobs(PROFILES["smoke"])) * PROFILES["smoke"].trials
+    assert all(len(out.splitlines()) > 5 for out, _ in outputs)          # both printed Table 5
+
+
 def test_a_killed_sweep_resumes_where_it_stopped(tmp_path):
     args = ("--grid-values", "2")
     proc = subprocess.Popen(command("table5_data_poisoning", *args), cwd=ROOT, env=env(tmp_path),

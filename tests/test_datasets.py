@@ -182,10 +182,53 @@ def test_cifar10_download_verify_extract_load(tmp_path):
     assert data.train_labels.tolist() == train_labels.tolist()
     assert data.test_labels.tolist() == test_labels.tolist()
     assert data.classes[:3] == ("airplane", "automobile", "bird") and len(data.classes) == 10
-    # Only the verified archive and its extracted folder remain: no temporary files.
-    assert sorted(p.name for p in root.iterdir()) == ["cifar-10-batches-py", "cifar-10-python.tar.gz"]
+    # Only the verified archive remains (its batches are read out of it): no temporary files.
+    assert sorted(p.name for p in root.iterdir()) == ["cifar-10-python.tar.gz"]
     # The verified archive in place is enough: no download needed the second time.
     assert torch.equal(load_cifar10(root, download=False, resources=table).test_images, data.test_images)
+
+
+def test_cifar10_never_unpickles_files_written_into_the_data_folder(tmp_path):
+    # A pickle that runs code, dropped where an extracted CIFAR-10 would be, is never read.
+    mirror, root = tmp_path / "mirror", tmp_path / "data"
+    mirror.mkdir()
+    make_cifar10(mirror)
+    table = checksums_for(mirror, ["cifar-10-python.tar.gz"], tmp_path / "checksums.txt")
+    planted = root / "cifar-10-batches-py"
+    planted.mkdir(parents=True)
+    marker = tmp_path / "ran"
+
+    class Exploit:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    for name in ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch",
+                 "batches.meta"]:
+        (planted / name).write_bytes(pickle.dumps(Exploit()))
+    load_cifar10(root, resources=table, mirror=mirror.as_uri())
+    assert not marker.exists()
+
+
+def test_a_cifar10_batch_that_is_not_arrays_is_refused(tmp_path):
+    # Even inside an archive that matches its checksum, a pickle may only rebuild numpy arrays.
+    mirror, root = tmp_path / "mirror", tmp_path / "data"
+    batches = mirror / "build" / "cifar-10-batches-py"
+    batches.mkdir(parents=True)
+    marker = tmp_path / "ran"
+
+    class Exploit:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    for name in ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch",
+                 "batches.meta"]:
+        (batches / name).write_bytes(pickle.dumps({b"data": Exploit(), b"labels": []}))
+    with tarfile.open(mirror / "cifar-10-python.tar.gz", "w:gz") as tar:
+        tar.add(batches, arcname="cifar-10-batches-py")
+    table = checksums_for(mirror, ["cifar-10-python.tar.gz"], tmp_path / "checksums.txt")
+    with pytest.raises(pickle.UnpicklingError, match="numpy arrays only"):
+        load_cifar10(root, resources=table, mirror=mirror.as_uri())
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize("damage", ["corrupt", "truncated"])
@@ -281,9 +324,12 @@ def test_archive_members_outside_the_folder_are_refused(tmp_path):
     with tarfile.open(mirror / "cifar-10-python.tar.gz", "w:gz") as tar:
         tar.add(tmp_path / "evil", arcname="cifar-10-batches-py/../../evil")
     table = checksums_for(mirror, ["cifar-10-python.tar.gz"], tmp_path / "checksums.txt")
-    with pytest.raises(tarfile.OutsideDestinationError):
+    with pytest.raises(ValueError, match="not the CIFAR-10 python archive"):      # read in place, never extracted
         load_cifar10(root, resources=table, mirror=mirror.as_uri())
+    with pytest.raises(tarfile.OutsideDestinationError):                        # and extraction refuses it
+        datasets._extract(root / "cifar-10-python.tar.gz", root, "cifar-10-batches-py")
     assert sorted(p.name for p in root.iterdir()) == ["cifar-10-python.tar.gz"]  # no staging folder left
+    assert (tmp_path / "evil").read_text() == "overwrite"
 
 
 # --------------------------------------------------------------------------------- Tiny ImageNet

@@ -205,7 +205,7 @@ def test_every_sweeping_script_takes_the_executor_options_and_rejects_bad_ones(c
 
 def test_the_ray_executor_without_ray_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)              # as if Ray were not installed
-    with pytest.raises(ImportError, match=r"pip install 'mnog\[ray\]'"):
+    with pytest.raises(executors.ExecutorError, match=r"pip install 'mnog\[ray\]'"):
         executors.Ray()
 
 
