@@ -16,23 +16,22 @@ RESULTS     := $(or $(MNOG_RESULTS),results)
 RUN          = $(PYTHON) -m artifact.report run
 UV_VERSION  := 0.13.9
 
-ERASURE := figure6 figure7 figure8 figure9 figure10 figure11 figure12 figure13 figure14
-# Every table and figure, in the order `make all` runs them: the figures of Table 5 reuse its
-# records, Figure 2 reuses Figures 6 and 7's, and Table 3 times Figure 7's models.
-TARGETS := table5 figure1 figure3 figure4 figure5 table2 figure6 figure7 figure2 \
-           figure8 figure9 figure10 figure11 figure12 figure13 figure14 table3
+# Every table and figure, in the order `make all` runs them, from the one table of targets
+# (mnog/targets.py: each target's paper label and script; `make help` prints it).
+TARGETS := $(shell $(PYTHON_BASE) mnog/targets.py names)
 # What a finished target's results depend on: rerun when the code or the paper's numbers change.
 SOURCES := $(filter-out artifact/report.py,$(wildcard mnog/*.py artifact/*.py)) $(wildcard paper_tables/*)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test table5 table2 table3 figure1 figure2 figure3 figure4 figure5 $(ERASURE) smoke bench \
-        all finished report check data verify lock clean
+.PHONY: help venv test $(TARGETS) smoke bench all finished report check data verify lock clean
 # One experiment at a time: each script already uses every core (or the GPU).
 .NOTPARALLEL:
 
 help: ## List the targets with their paper labels
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9_ -]+:.*## / {n = split($$1, t, " "); name = n > 1 ? t[1] "…" t[n] : t[1]; \
-		printf "  make %-16s %s\n", name, $$2}' $(MAKEFILE_LIST)
+	@echo "The paper's tables and figures (mnog/targets.py):"
+	@$(PYTHON_BASE) mnog/targets.py help
+	@echo "Everything else:"
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9_ -]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "  PROFILE=smoke|cpu|paper (now: $(PROFILE))"
 
 $(VENV)/.installed: pyproject.toml
@@ -46,32 +45,11 @@ venv: $(VENV)/.installed ## Create .venv with the pinned environment (torch 2.14
 test: venv ## Run the test suite (CI runs exactly this)
 	$(PYTHON) -m pytest -q
 
-table5: venv ## Table 5 (= Table 1): Data Poisoning, sup-norm error of every method
-	$(RUN) $@ -- $(PYTHON) -m artifact.table5_data_poisoning $(ARGS)
-
-table2: venv ## Table 2 (= Table 17): Representation Collapse, color accuracy of every method
-	$(RUN) $@ -- $(PYTHON) -m artifact.table2_representation_collapse $(ARGS)
-
-table3: venv ## Table 3: seconds per unlearning epoch of every method (Label Erasure)
-	$(RUN) $@ -- $(PYTHON) -m artifact.table3_runtime $(ARGS)
-
-figure2: venv ## Figure 2: Label Erasure frontiers, CIFAR-10 (Fig. 6's setting) and Tiny ImageNet (Fig. 7's)
-	$(RUN) $@ -- $(PYTHON) -m artifact.figure2_label_erasure --figure 2 $(ARGS)
-
-figure6 figure7 figure8 figure9 figure10 figure11 figure12 figure13 figure14: venv ## Figures 6-14: Label Erasure, one setting each
-	$(RUN) $@ -- $(PYTHON) -m artifact.figure2_label_erasure --figure $(@:figure%=%) $(ARGS)
-
-figure1: venv ## Figure 1: Data Poisoning fits of every method, T = 100
-	$(RUN) $@ -- $(PYTHON) -m artifact.figure1_data_poisoning_fits --epochs 100 --name figure1 $(ARGS)
-
-figure3: venv ## Figure 3: Data Poisoning fits, T = 10
-	$(RUN) $@ -- $(PYTHON) -m artifact.figure1_data_poisoning_fits --epochs 10 --name figure3 $(ARGS)
-
-figure4: venv ## Figure 4: Data Poisoning fits, T = 100 (the appendix copy of Figure 1)
-	$(RUN) $@ -- $(PYTHON) -m artifact.figure1_data_poisoning_fits --epochs 100 --name figure4 $(ARGS)
-
-figure5: venv ## Figure 5: Data Poisoning fits, T = 1000
-	$(RUN) $@ -- $(PYTHON) -m artifact.figure1_data_poisoning_fits --epochs 1000 --name figure5 $(ARGS)
+# One rule for every table and figure: `artifact.report run` looks up its script in
+# mnog/targets.py, runs first what it needs (Figure 1 needs Table 5's results) and records
+# the wall time and exit status in results/<target>/<profile>/run.json.
+$(TARGETS): venv
+	$(RUN) $@ $(if $(ARGS),-- $(ARGS))
 
 # `make all` resolves the profile once (printing it), runs every target whose results are
 # missing or older than the code, keeps going past a failed one (-k), always writes the

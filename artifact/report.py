@@ -17,7 +17,8 @@ whose budgets are far below the paper's); the report still shows it, marked "not
 `--strict` counts those too. A target whose last run exited non-zero counts as failed.
 
 Subcommands (python -m artifact.report ...):
-    run TARGET -- COMMAND...   run COMMAND with PROFILE resolved, record run.json, pass its status on
+    run TARGET [-- ARGS...]    run TARGET's script (mnog/targets.py) with PROFILE resolved, record run.json,
+                               pass its status on
     profile                    print the profile PROFILE resolves to (explained on stderr)
     write [--profile P]        write REPORT.md and REPORT.html
     check [--profile P] [--strict]
@@ -43,69 +44,10 @@ from tabulate import tabulate
 
 from mnog.config import PROFILES, OneLineParser, auto_profile
 from mnog.errors import cli
-from mnog.report import PAPER_TABLES, cell, describe, fmt, stats
+from mnog.compare import cell, describe, fmt, stats
+from mnog.targets import TARGETS, Target
 from mnog.results import RESULTS, device_name, now, provenance, write_json, write_text
 
-ERASURE_SETTINGS = json.loads((PAPER_TABLES / "label_erasure.json").read_text())["settings"]
-DATASETS = {"cifar10": "CIFAR-10", "tiny_imagenet": "Tiny ImageNet"}
-
-
-# -- what the paper shows, target by target -------------------------------------------------------
-
-@dataclass(frozen=True)
-class Target:
-    name: str   # the make target and its results folder
-    paper: str  # the paper's label
-    kind: str   # "cells" (comparison.csv), "runtime" (Table 3), "fits" (Figs. 1, 3-5), "erasure" (Figs. 2, 6-14)
-    what: str   # what the paper shows, and what to look for in ours
-
-
-FITS = ("one trial of Data Poisoning: the retain points, the poisoned forget points, sin(x), the "
-        "poisoned model θ* and each method's unlearned fit at the configuration Table 5 selected. In "
-        "the paper MinNorm-OG's fit drops the poisoned bump and follows sin(x) where retain points "
-        "constrain it, GD and the other loss-gradient methods keep the bump, and GA's fit blows up.")
-ERASURE = ("x: retain quality, the fraction of gray test images whose class and color are both right "
-           "(higher is better); y: forget-quality error, the mean of (1 − p(gray | x))² over the gray, red "
-           "and green test copies (lower is better). Per method, the Pareto frontier of its configurations' "
-           "means over the trials with standard-error bars; the GT model (trained on the gray images only); "
-           "the ideal point (1, 0). The paper: MinNorm-OG's frontier comes closest to (1, 0); Retrain "
-           "reaches a near-zero forget error at near-chance accuracy.")
-
-
-def _erasure_setting(figure: str) -> str:
-    s = ERASURE_SETTINGS[figure]
-    return f"{DATASETS[s['dataset']]}, p_color {s['p_color']:g}, p_retain {s['p_retain']:g}, T = {s['epochs']}"
-
-
-TARGETS = [
-    Target("table5", "Table 5 (= Table 1)", "cells",
-           "Data Poisoning (SPEC §5): an MLP fit to 50 points of sin(x) and 5 poisoned points (y = 1.5) "
-           "unlearns the poisoned points. Sup-norm error sup |f(x) − sin(x)| on [−5π, 5π], median (central "
-           "range) over 10 trials, each method at the configuration with the best median, T = 10, 100, 1000. "
-           "The paper: MinNorm-OG has the lowest error at T = 100 and 1000 (1.08, 0.63); GA diverges."),
-    Target("figure1", "Figure 1 (= Figure 4)", "fits", "T = 100: " + FITS),
-    Target("figure3", "Figure 3", "fits", "T = 10: " + FITS),
-    Target("figure4", "Figure 4", "fits", "The appendix copy of Figure 1 (T = 100): " + FITS),
-    Target("figure5", "Figure 5", "fits", "T = 1000: " + FITS),
-    Target("table2", "Table 2 (= Table 17)", "cells",
-           "Representation Collapse (SPEC §8): a ResNet-18 taught that each CIFAR-10 class has its own color, "
-           "plus 1% off-color copies, unlearns the off-color copies. Color accuracy (%) on every test image "
-           "shown in each of the 10 colors, mean ± standard error over 5 trials, each method at its best "
-           "configuration, per (p_retain, T) row. The paper: MinNorm-OG is the best unlearning method, "
-           "Retrain aside, in every row."),
-    Target("figure6", "Figure 6", "erasure", f"Label Erasure, {_erasure_setting('6')}. {ERASURE}"),
-    Target("figure7", "Figure 7", "erasure", f"Label Erasure, {_erasure_setting('7')}. {ERASURE}"),
-    Target("figure2", "Figure 2", "erasure",
-           "Multi-Class Label Erasure (SPEC §7): a model trained on gray images and a few red and green "
-           "copies unlearns the colored copies; left CIFAR-10 (Figure 6's setting), right Tiny ImageNet "
-           f"(Figure 7's). {ERASURE}"),
-    *[Target(f"figure{n}", f"Figure {n}", "erasure", f"Label Erasure, {_erasure_setting(str(n))}. {ERASURE}")
-      for n in range(8, 15)],
-    Target("table3", "Table 3", "runtime",
-           "Seconds per unlearning epoch of every method, Label Erasure on Tiny ImageNet with ColorResNet-50 "
-           "(Figure 7's setting), mean over the trials. Absolute times depend on the machine; the reproducible "
-           "content is the ratio to GD: the paper's MinNorm-OG takes 0.78 s, 1.16 × GD's 0.67 s."),
-]
 BY_NAME = {t.name: t for t in TARGETS}
 
 
@@ -182,7 +124,7 @@ def load(target: Target, profile: str, results: Path = RESULTS) -> Outcome:
 
 
 def load_claims(folder: Path) -> list[Claim]:
-    """claims.json, as mnog.report.write_claims stores it: [{"claim", "holds", "detail"}]."""
+    """claims.json, as mnog.compare.write_claims stores it: [{"claim", "holds", "detail"}]."""
     path = folder / "claims.json"
     if not path.is_file():
         return []
@@ -255,9 +197,9 @@ def target_blocks(o: Outcome) -> list:
     blocks: list = [Heading(2, f"{t.paper} — `make {t.name}`: {o.status}")]
     figure = o.folder / f"{t.name}.png"
     if t.kind in ("fits", "erasure") and figure.is_file():
-        blocks.append(Figure(figure, t.what))
+        blocks.append(Figure(figure, t.shows))
     else:
-        blocks.append(Para(t.what))
+        blocks.append(Para(t.shows))
     if not o.ran:
         blocks.append(Para(f"No results at profile {o.profile} in {o.folder}: run `make {t.name} PROFILE={o.profile}`."))
         return blocks
@@ -270,7 +212,7 @@ def target_blocks(o: Outcome) -> list:
                  mark(r["pass"], o.enforced, r["expected"] == "deviation")] for _, r in cells.iterrows()]
         passed = int(cells["pass"].sum())
         blocks += [Para(f"Ours beside the paper's: {passed} of {len(cells)} cells within tolerance "
-                        f"(rules: paper_tables/, mnog/report.py)."),
+                        f"(rules: paper_tables/, mnog/compare.py)."),
                    Table([*_keys(cells), "ours", "paper", "tolerance", "result"], rows)]
     if t.kind == "runtime":
         blocks += runtime_blocks(o)
@@ -470,9 +412,18 @@ def explain_profile(value: str | None) -> str:
     return f"profile {profile}, chosen automatically: {reason}"
 
 
-def run(target: str, command: list[str], results: Path = RESULTS) -> int:
-    """Run `command` (a target's script) with PROFILE resolved; record its wall time and exit status."""
+def run(target: str, args: list[str], results: Path = RESULTS) -> int:
+    """Run a target's script (its command in mnog/targets.py, then `args`) with PROFILE
+    resolved; record its wall time and exit status. A target it `needs` whose results are
+    missing at this profile runs first (Figure 1 plots what Table 5 stored)."""
     profile = resolve_profile(os.environ.get("PROFILE"))
+    for need in BY_NAME[target].needs:
+        if not (results / need / profile / f"{need}.csv").is_file():
+            print(f"make {target}: no {need} results at profile {profile} yet; running make {need} first",
+                  file=sys.stderr)
+            if status := run(need, [], results):
+                return status
+    command = [sys.executable, *BY_NAME[target].command, *args]
     started, start = now(), time.perf_counter()
     status = subprocess.call(command, env={**os.environ, "PROFILE": profile})
     write_json(results / target / profile / "run.json",
@@ -485,9 +436,9 @@ def run(target: str, command: list[str], results: Path = RESULTS) -> int:
 def main(argv=None) -> int:
     parser = OneLineParser(description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-    p = commands.add_parser("run", help="run a target's command and record run.json")
+    p = commands.add_parser("run", help="run a target's script (mnog/targets.py) and record run.json")
     p.add_argument("target")
-    p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- then the command")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="extra arguments for the script (after --)")
     commands.add_parser("profile", help="print the profile PROFILE resolves to")
     for name in ("write", "check"):
         p = commands.add_parser(name, help="write REPORT.md and REPORT.html" if name == "write" else
@@ -500,12 +451,9 @@ def main(argv=None) -> int:
                                                                  "enforce the paper's numbers")
     args = parser.parse_args(argv)
     if args.command == "run":
-        command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
-        if args.target not in {t.name for t in TARGETS}:
-            parser.error(f"run: unknown target {args.target!r}; the targets are {', '.join(t.name for t in TARGETS)}")
-        if not command:
-            parser.error("run: give the command after --")
-        return run(args.target, command)
+        if args.target not in BY_NAME:
+            parser.error(f"run: unknown target {args.target!r}; the targets are {', '.join(BY_NAME)}")
+        return run(args.target, args.args[1:] if args.args[:1] == ["--"] else args.args)
     if args.command == "profile":
         print(f"make all: {explain_profile(os.environ.get('PROFILE'))}", file=sys.stderr)
         print(resolve_profile(os.environ.get("PROFILE")))

@@ -30,7 +30,6 @@ comparison.csv, config.json. Exits 1 if a cell misses its tolerance or a claim f
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass, replace
 
 import pandas as pd
@@ -38,26 +37,25 @@ import torch
 
 import mnog
 from mnog.colors import CIFAR_NORM, PALETTE, ColoredImages, concat
+from mnog.compare import PAPER_TABLES, compare, load_paper_table, publish
 from mnog.config import field, parse_config
-from mnog.errors import NonFiniteError, cli
 from mnog.datasets import load_image_data
-from mnog.executors import from_config, job_device
+from mnog.experiment import Experiment, Prepared, Trial, prepared, script_main, sweep
+from mnog.methods import paper_methods
 from mnog.metrics import color_accuracy
 from mnog.models import ColorResNet
-from mnog.report import PAPER_TABLES, compare, load_paper_table, publish
-from mnog.results import RESULTS, RecordStore, provenance, stable_hash, write_json
-from mnog.sweep import (ImageSweepConfig, Job, Runner, diverged_metrics, method_grid, run_sweep, search_grid,
-                        select_best, summarize, unlearned_copy, variant)
+from mnog.results import RESULTS, provenance, stable_hash, write_json
+from mnog.sweep import ImageSweepConfig, Job, method_grid, search_grid, select_best, summarize, variant
 from mnog.tasks import Task
 from mnog.training import Phase, SGDConfig, train_cached
 
-METHODS = ("Retrain", "MinNorm-OG", "GD", "GA", "NGP", "NGD", "Ridge", "L1Sparse", "SCRUB", "NPO", "SalUn")
+METHODS = paper_methods()
 MEAN = ("mean", "se")  # Table 17 reports means and standard errors
 ROWS = ("0.001:5", "0.001:10", "0.001:15", "0.01:5", "0.01:10")  # Table 17's rows, as p_retain:T
 
 
 @dataclass(frozen=True)
-class Config(ImageSweepConfig):  # + trials, grid_values, n_pert, device, --executor ... (mnog.sweep)
+class Config(ImageSweepConfig):  # + trials, width, grid_values, n_pert, device, the protocol options (mnog.sweep)
     dataset: str = field("cifar10", "cifar10, fashion_mnist or synthetic", choices=("cifar10", "fashion_mnist",
                                                                                    "synthetic"))
     p_forget: float = field(0.01, "fraction of each class copied off-color into D_f (p)", above=0)
@@ -83,14 +81,6 @@ PROFILES = {
                     initial_epochs=2, gt_epochs=2, lr_step=2, rows=("0.01:5",), trials=2, grid_values=1,
                     n_pert=10, enforce=False),
 }
-
-
-def seeds(cfg: Config) -> list[int]:
-    return list(range(cfg.first_seed, cfg.first_seed + cfg.trials))
-
-
-def device(cfg: Config) -> torch.device:
-    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
 
 
 def rows(cfg: Config) -> list[tuple[float, int]]:
@@ -122,127 +112,107 @@ def gray(data: ColoredImages) -> ColoredImages:
     return replace(data, colors=torch.zeros_like(data.colors), palette=((255, 255, 255),), weights=None)
 
 
-# -- θ* and the ground-truth model, cached by everything that determines them ---------------
+# -- the experiment: trials, their models, the metric -----------------------------------------
 
-def trained_models(cfg: Config, retain: ColoredImages, forget: ColoredImages, seed: int, train: bool = True):
-    """θ* and GT of one trial, trained once and cached (train=False: only loaded, as in the sweep's workers)."""
-    spec = {"dataset": cfg.dataset, "per_class": cfg.per_class, "width": cfg.width, "p_forget": cfg.p_forget,
-            "warm": cfg.warm_epochs, "initial": cfg.initial_epochs, "gt": cfg.gt_epochs, "lr": cfg.lr,
-            "lr_step": cfg.lr_step, "batch": cfg.batch_size, "seed": seed, "precision": cfg.precision,
-            "mnog": mnog.__version__}
-    path = RESULTS / "cache" / f"collapse-{stable_hash(spec)}.pt"
-    sgd = SGDConfig(lr=cfg.lr, step_size=cfg.lr_step, batch_size=cfg.batch_size)
-    models = {}
-    for name, phases in [("initial", [Phase(gray(retain), cfg.warm_epochs), Phase(concat(retain, forget),
-                                                                                   cfg.initial_epochs)]),
-                         ("gt", [Phase(replace(retain, weights=None), cfg.gt_epochs)])]:
-        file = path.with_name(f"{path.stem}-{name}.pt")
-        if not train and not file.exists():
-            raise FileNotFoundError(f"no cached {name} model at {file}: the driver trains it before the sweep, and "
-                                    f"workers on other machines need the driver's results folder at the same path")
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = ColorResNet(18, heads=(len(PALETTE),), width=cfg.width).to(retain.images.device)
-        models[name] = train_cached(file, model, phases, sgd, seed=seed, desc=f"trial {seed}: {name} model",
-                                    precision=cfg.precision)
-    return models["initial"], models["gt"]
+@dataclass(frozen=True)
+class RepresentationCollapse(Experiment):
+    """Table 17's rows at one p_retain (its T values are the jobs')."""
+    cfg: Config
+    p_retain: float
+    store = "table2"
+    metrics = ("color_accuracy",)
 
+    @property
+    def task(self) -> Task:
+        return Task("cross_entropy", logit_clamp=self.cfg.logit_clamp)
 
-def load_trials(cfg: Config, train: bool = True) -> tuple[torch.Tensor, dict[int, tuple]]:
-    """The test images and, per trial seed, (θ*, GT, D_r, D_f) on cfg's device; θ* and GT
-    trained once and cached (train=False: only loaded)."""
-    dev = device(cfg)
-    data = load_image_data(cfg.dataset, per_class=cfg.per_class, test_per_class=cfg.test_per_class)
-    trials = {}
-    for seed in seeds(cfg):
-        retain, forget = collapse_sets(cfg, data.train_images, data.train_labels, seed)
-        retain, forget = retain.to(dev), forget.to(dev)
-        trials[seed] = (*trained_models(cfg, retain, forget, seed, train=train), retain, forget)
-    return data.test_images.to(dev), trials
+    def setting(self) -> dict:
+        cfg = self.cfg
+        return {"experiment": "table2", "mnog": mnog.__version__, "dataset": cfg.dataset, "per_class": cfg.per_class,
+                "test_per_class": cfg.test_per_class, "width": cfg.width, "p_forget": cfg.p_forget,
+                "epochs": (cfg.warm_epochs, cfg.initial_epochs, cfg.gt_epochs), "lr": cfg.lr, "lr_step": cfg.lr_step,
+                "batch_size": cfg.batch_size, "logit_clamp": cfg.logit_clamp, "device": self.device().type,
+                "precision": cfg.precision, "bn_stats": cfg.bn_stats, "p_retain": self.p_retain}
 
+    def protocol(self) -> dict:
+        return {"batch_size": self.cfg.batch_size, "p_retain": self.p_retain, "bn_stats": self.cfg.bn_stats}
 
-def record_setting(cfg: Config, p_retain: float) -> dict:
-    """Everything besides (method, T, configuration, trial) that determines a record."""
-    return {"experiment": "table2", "mnog": mnog.__version__, "dataset": cfg.dataset, "per_class": cfg.per_class,
-            "test_per_class": cfg.test_per_class, "width": cfg.width, "p_forget": cfg.p_forget,
-            "epochs": (cfg.warm_epochs, cfg.initial_epochs, cfg.gt_epochs), "lr": cfg.lr, "lr_step": cfg.lr_step,
-            "batch_size": cfg.batch_size, "logit_clamp": cfg.logit_clamp, "device": device(cfg).type,
-            "precision": cfg.precision, "bn_stats": cfg.bn_stats, "p_retain": p_retain}
+    def prepare(self) -> Prepared:
+        """Each trial's D_r, D_f, θ* and GT (trained once, then cached) on the device; the test images."""
+        cfg, dev = self.cfg, self.device()
+        data = load_image_data(cfg.dataset, per_class=cfg.per_class, test_per_class=cfg.test_per_class)
+        trials = {}
+        for seed in self.seeds():
+            retain, forget = collapse_sets(cfg, data.train_images, data.train_labels, seed)
+            retain, forget = retain.to(dev), forget.to(dev)
+            initial, gt = self._models(retain, forget, seed)
+            trials[seed] = Trial(seed, initial, (retain.inputs(), retain.targets()), (forget.inputs(), forget.targets()),
+                                 {"gt": gt})
+        return Prepared(trials, data.test_images.to(dev))
 
+    def _models(self, retain: ColoredImages, forget: ColoredImages, seed: int):
+        """θ* (a gray warm start, then the weighted D_r ∪ D_f, one SGD schedule) and GT (D_r, unweighted)."""
+        cfg = self.cfg
+        spec = {"dataset": cfg.dataset, "per_class": cfg.per_class, "width": cfg.width, "p_forget": cfg.p_forget,
+                "warm": cfg.warm_epochs, "initial": cfg.initial_epochs, "gt": cfg.gt_epochs, "lr": cfg.lr,
+                "lr_step": cfg.lr_step, "batch": cfg.batch_size, "seed": seed, "precision": cfg.precision,
+                "mnog": mnog.__version__}
+        path = RESULTS / "cache" / f"collapse-{stable_hash(spec)}.pt"
+        sgd = SGDConfig(lr=cfg.lr, step_size=cfg.lr_step, batch_size=cfg.batch_size)
+        models = {}
+        for name, phases in [("initial", [Phase(gray(retain), cfg.warm_epochs),
+                                          Phase(concat(retain, forget), cfg.initial_epochs)]),
+                             ("gt", [Phase(replace(retain, weights=None), cfg.gt_epochs)])]:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                model = ColorResNet(18, heads=(len(PALETTE),), width=cfg.width).to(retain.images.device)
+            models[name] = train_cached(path.with_name(f"{path.stem}-{name}.pt"), model, phases, sgd, seed=seed,
+                                        desc=f"trial {seed}: {name} model", precision=cfg.precision)
+        return models["initial"], models["gt"]
 
-# -- the sweep: one job = one (method, T, configuration) on the missing trials ------------------
-
-def trials_for_jobs(context: tuple[Config, float]):
-    """What every job needs, loaded once per worker process: the test images and each
-    trial's θ* (from the cache), D_r and D_f."""
-    cfg, _ = context
-    test_images, trials = load_trials(cfg, train=False)
-    return test_images, {seed: (initial, (retain.inputs(), retain.targets()), (forget.inputs(), forget.targets()))
-                         for seed, (initial, _, retain, forget) in trials.items()}
-
-
-def color_accuracies(context: tuple[Config, float], shared, job: Job, trial_seeds: list[int]) -> dict[int, dict]:
-    """One job: each trial's θ* unlearned by `job` (D_f, a p_retain fraction of D_r), and its color accuracy."""
-    cfg, p_retain = context
-    test_images, trials = shared
-    task = Task("cross_entropy", logit_clamp=cfg.logit_clamp)
-    results = {}
-    for seed in trial_seeds:
-        try:
-            model, _ = unlearned_copy(job, record_setting(cfg, p_retain), seed, *trials[seed], task,
-                                      batch_size=cfg.batch_size, p_retain=p_retain, bn_stats=cfg.bn_stats)
-        except NonFiniteError:
-            results[seed] = diverged_metrics(["color_accuracy"])        # recorded as diverged
-            continue
-        results[seed] = {"color_accuracy": 100 * color_accuracy(model, test_images, PALETTE, CIFAR_NORM)}
-    return results
+    def score(self, model, prepared: Prepared) -> dict[str, float]:
+        return {"color_accuracy": 100 * color_accuracy(model, prepared.evaluation, PALETTE, CIFAR_NORM)}
 
 
 def main(argv=None) -> int:
-    cfg, profile = parse_config(Config, PROFILES, __doc__.split("\n")[0], argv)
-    dev = device(cfg)
+    cfg, profile, executor = parse_config(Config, PROFILES, __doc__.split("\n")[0], argv)
     out = RESULTS / "table2" / (profile + variant(cfg, PROFILES[profile]))
-    print(f"Table 2 · profile {profile} · {cfg.dataset} · {cfg.trials} trials · rows {cfg.rows} · device {dev} · "
-          f"BatchNorm statistics: {cfg.bn_stats} batches · training in {cfg.precision}")
+    experiments = {p_retain: RepresentationCollapse(cfg, p_retain) for p_retain in dict(rows(cfg))}
+    first = next(iter(experiments.values()))
+    print(f"Table 2 · profile {profile} · {cfg.dataset} · {cfg.trials} trials · rows {cfg.rows} · device "
+          f"{first.device()} · BatchNorm statistics: {cfg.bn_stats} batches · training in {cfg.precision}")
 
-    test_images, trials = load_trials(cfg)  # trains θ* and GT of every trial once (then cached)
-    references = {seed: {"initial": 100 * color_accuracy(initial, test_images, PALETTE, CIFAR_NORM),
-                         "gt": 100 * color_accuracy(gt, test_images, PALETTE, CIFAR_NORM)}
-                  for seed, (initial, gt, _, _) in trials.items()}
-    del test_images, trials  # the sweep's jobs load their own copies, wherever they run
+    state = prepared(first)                     # trains θ* and GT of every trial once (then cached)
+    references = {seed: {"initial": first.score(t.initial, state)["color_accuracy"],
+                         "gt": first.score(t.references["gt"], state)["color_accuracy"]}
+                  for seed, t in state.trials.items()}
     print("color accuracy (%) of θ* and GT per trial:",
           ", ".join(f"{s}: {r['initial']:.1f} / {r['gt']:.1f}" for s, r in references.items()))
     paper_grids = json.loads((PAPER_TABLES / "tables18_22.json").read_text())
     grids = {f"{p:g}:{t}": search_grid("table2", f"{p:g}:{t}", paper_grids[f"{p:g}:{t}"], cfg.grids)
              for p, t in rows(cfg)}
-    setting = {k: v for k, v in record_setting(cfg, 0.0).items() if k != "p_retain"}
+    setting = {k: v for k, v in first.setting().items() if k != "p_retain"}
     write_json(out / "config.json", {"profile": profile, "config": cfg, "setting": setting,
                                      "grids": {row: source for row, (_, source) in grids.items()},
                                      "references": references, "provenance": provenance()})
 
-    store = RecordStore(RESULTS / "table2" / "records.jsonl")
-    job_cfg = replace(cfg, device=job_device(cfg, dev))  # the driver's choice of device, for every worker
     best_rows = []
-    with from_config(cfg, gpu=dev.type == "cuda") as executor:
-        for p_retain, epochs in rows(cfg):
-            axes, source = grids[f"{p_retain:g}:{epochs}"]
-            axes = dict(axes)
-            if cfg.n_pert:
-                axes["n_pert"] = [cfg.n_pert]
-            print(f"row p_retain {p_retain:g}, T = {epochs}: grid from {source}")
-            jobs = [Job.of(m, epochs, hp) for m in cfg.methods
-                    for hp in method_grid(m, axes, cfg.grid_values, cfg.method_options(), epochs)]
-            records = run_sweep(jobs, seeds(cfg), Runner(trials_for_jobs, color_accuracies, (job_cfg, p_retain)),
-                                store, record_setting(cfg, p_retain), desc=f"table2 {p_retain:g}:{epochs}",
-                                executor=executor)
-            summary = summarize(records, "color_accuracy", higher_is_better=True)
-            best = select_best(summary, n=cfg.trials, by="mean", higher_is_better=True)
-            best_rows.append(best.assign(retain_pct=100 * p_retain))
+    for p_retain, epochs in rows(cfg):
+        axes, source = grids[f"{p_retain:g}:{epochs}"]
+        axes = dict(axes)
+        if cfg.n_pert:
+            axes["n_pert"] = [cfg.n_pert]
+        print(f"row p_retain {p_retain:g}, T = {epochs}: grid from {source}")
+        jobs = [Job.of(m, epochs, hp) for m in cfg.methods
+                for hp in method_grid(m, axes, cfg.grid_values, cfg.method_options(), epochs)]
+        records = sweep(experiments[p_retain], jobs, executor, desc=f"table2 {p_retain:g}:{epochs}")
+        summary = summarize(records, "color_accuracy", higher_is_better=True)
+        best = select_best(summary, n=cfg.trials, by="mean", higher_is_better=True)
+        best_rows.append(best.assign(retain_pct=100 * p_retain))
 
     best = pd.concat(best_rows, ignore_index=True)
     keys = ["retain_pct", "epochs", "method"]
-    paper = load_paper_table("table17")
-    comparison = compare(best, paper, keys)
+    comparison = compare(best, load_paper_table("table17"), keys)
     comparison = comparison[comparison["method"].isin(cfg.methods)
                             & comparison[["retain_pct", "epochs"]].apply(tuple, axis=1).isin(
                                 [(100 * p, t) for p, t in rows(cfg)])]
@@ -274,7 +244,4 @@ def claims(best) -> list[tuple[str, bool, str]]:
 
 
 if __name__ == "__main__":
-    # The importable module's main, not __main__'s: Ray's workers then find this script's
-    # functions and Config by module name (pickled by reference, not by value).
-    from artifact.table2_representation_collapse import main as importable_main
-    sys.exit(cli(importable_main))
+    script_main(__spec__)

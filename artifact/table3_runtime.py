@@ -23,7 +23,8 @@ Every row is timed with two timers: ours (cuDNN benchmark on, each step forwards
 batches its loss uses) and the authors' (cuDNN deterministic with benchmark off, every step
 forwards the retain and the forget batch; SPEC §11.8). Measured on the 2-core development CPU
 (cpu profile, 2 min 28 s): MinNorm-OG / GD 1.04 with both; see the README ("Table 3").
-Uses the initial models of `make figure7` at the same profile (training them if missing).
+Uses the initial models of `make figure7` at the same profile (mnog.erasure: the same cache
+entries; trained here first if missing).
 Writes results/table3/<profile>/: table3.md, table3.csv, claims.json, config.json.
 """
 from __future__ import annotations
@@ -39,12 +40,11 @@ import torch
 from tabulate import tabulate
 
 import mnog
-from artifact import figure2_label_erasure as erasure
+from mnog import erasure
+from mnog.compare import load_paper_table, write_claims
 from mnog.config import field, parse_config
-from mnog.errors import cli
-from mnog.report import load_paper_table, write_claims
+from mnog.experiment import prepared, script_main
 from mnog.results import RESULTS, device_name, provenance, write_json, write_text
-from mnog.tasks import Task
 
 # The authors' timer: one configuration for every method.
 HYPERPARAMETERS = dict(eta=1e-5, sigma=0.1, lambda_reg=0.1, gamma_reg=0.3, lambda_ga=1e-3, t_gd=0, t_proj=1, n_pert=50)
@@ -102,27 +102,25 @@ MODES = {"ours": {"deterministic": False, "benchmark": True, "bn_stats": "loss"}
 
 
 def main(argv=None) -> int:
-    cfg, profile = parse_config(Config, PROFILES, __doc__.split("\n")[0], argv)
-    figure_cfg = replace(erasure.PROFILES[cfg.erasure_profile], figure=cfg.figure)
-    setting = erasure.Setting(figure_cfg, cfg.figure)
-    dev = erasure.device(figure_cfg)
+    cfg, profile = parse_config(Config, PROFILES, __doc__.split("\n")[0], argv, sweeps=False)
+    # Figure 7's experiment at the figure profile: its cached models are Figure 7's (the same
+    # cache entries), trained here first if `make figure7` has not run.
+    experiment = erasure.LabelErasure(replace(erasure.PROFILES[cfg.erasure_profile], figure=cfg.figure), cfg.figure)
+    setting, dev = experiment.panel, experiment.device()
     print(f"Table 3 · profile {profile} · Figure {cfg.figure}'s setting ({setting.label()}) · {device_name()}")
-    task = Task("cross_entropy", logit_clamp=figure_cfg.logit_clamp)
-    _, _, loaded = erasure.load_trials(figure_cfg, setting)                  # trained once, then cached
-    trials = list(erasure.unlearning_inputs(loaded).values())
+    trials = list(prepared(experiment).trials.values())
 
     def one_epoch(method: str, options: dict, trial, bn_stats: str) -> float:
-        initial, retain_set, forget_set = trial
         hp = {k: v for k, v in {**HYPERPARAMETERS, **options}.items() if k in mnog.METHODS[method].hyperparameters()}
-        model = copy.deepcopy(initial)
+        model = copy.deepcopy(trial.initial)
         sync(dev)
         start = time.perf_counter()
-        mnog.unlearn(model, method, forget=forget_set, retain=retain_set, loss=task, epochs=1,
+        mnog.unlearn(model, method, forget=trial.forget, retain=trial.retain, loss=experiment.task, epochs=1,
                      batch_size=setting.batch_size, p_retain=setting.p_retain, bn_stats=bn_stats, **hp)
         sync(dev)
         return time.perf_counter() - start
 
-    retain_labels = trials[0][1][1][0]                                       # D_r's class labels
+    retain_labels = trials[0].retain[1][0]                                    # D_r's class labels
     rows = {label: {"method": label, "trials": len(trials),
                     "subsample_per_class": per_class(options["n_pert"], retain_labels, setting.batch_size)
                     if "n_pert" in options else None} for label, _, options in variants(cfg)}
@@ -170,7 +168,7 @@ def main(argv=None) -> int:
                  headers=["target", "met", "ours"], tablefmt="github")])
     write_text(out / "table3.md", text + "\n")
     write_claims(out, checks)
-    write_json(out / "config.json", {"profile": profile, "config": cfg, "figure_profile": figure_cfg,
+    write_json(out / "config.json", {"profile": profile, "config": cfg, "figure_profile": experiment.cfg,
                                      "hyperparameters": HYPERPARAMETERS, "timers": MODES, "provenance": provenance()})
     print(text)
     if not all(ok for _, ok, _ in checks) and cfg.enforce:
@@ -180,4 +178,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli(main))
+    script_main(__spec__)

@@ -11,44 +11,50 @@ evenly spaced points. For each method and T the configuration with the best medi
 the 10 trials is reported as median (central range: 2 best and 2 worst trials discarded).
 
 The 10 trials run together as one `mnog.Ensemble` (stacked parameters, batched matrix
-products). Runtime on the 2-core development CPU (Intel Xeon, Sapphire Rapids): paper
-19 min 38 s (4 min 40 s of it training θ*), smoke 12 s; `cpu` is the paper profile.
+products). Every selected configuration is then run once more on all trials to store its
+fits over the test grid (fits.npz), which Figures 1, 3, 4 and 5 plot. Runtime on the 2-core
+development CPU (Intel Xeon, Sapphire Rapids): paper about 19 minutes (4 min 40 s of it
+training θ*), smoke 12 s; `cpu` is the paper profile.
 
 Expected (paper): MinNorm-OG 1.50 / 1.08 / 0.63 at T = 10 / 100 / 1000, the lowest median
 of all methods at T = 100 and 1000; GA diverges (1400 at T = 1000). Measured (paper
-profile, CPU): MinNorm-OG 1.41 / 0.94 / 0.72, both claims hold, 23 of 24 cells pass
-(GA at T = 10 is a documented deviation).
+profile, CPU): MinNorm-OG 1.46 / 1.06 / 0.77, both claims hold, 23 of 24 cells pass
+(GA at T = 10 is a documented deviation); --minnorm-order authors (the authors' stale
+gradient) 1.36 / 0.81 / 0.78.
 Writes results/table5/records.jsonl (every trial's record, shared by all profiles) and
-results/table5/<profile>/: table5.csv, table5.md, comparison.csv, config.json.
+results/table5/<profile>/: table5.csv, table5.md, comparison.csv, fits.npz, config.json.
 Exits 1 if a cell misses its tolerance (known deviations aside) or a claim fails.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import math
 import sys
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 import mnog
+from mnog.compare import PAPER_TABLES, compare, load_paper_table, publish
 from mnog.config import field, parse_config
-from mnog.errors import cli
 from mnog.datasets import SinePoisoning
-from mnog.executors import ExecutorConfig, from_config
+from mnog.experiment import Experiment, Prepared, Trial, job_seed, prepared, script_main, sweep
+from mnog.methods import paper_methods
 from mnog.metrics import sup_error
 from mnog.models import mlp
-from mnog.report import PAPER_TABLES, compare, load_paper_table, publish
-from mnog.results import RESULTS, RecordStore, exclusive, provenance, stable_hash, write_json
-from mnog.sweep import Job, MethodOptions, Runner, method_grid, run_sweep, select_best, summarize, variant
+from mnog.results import RESULTS, provenance, stable_hash, write_json, write_npz
+from mnog.sweep import Job, MethodOptions, method_grid, select_best, summarize, variant
 from mnog.tasks import get_task
-from mnog.training import load_cached, save_atomic, train_full_batch
+from mnog.training import cached_state, save_atomic, train_full_batch
 
-METHODS = ("Retrain", "MinNorm-OG", "GD", "GA", "NGP", "NGD", "Ridge", "L1Sparse")  # Table 5's columns
+METHODS = paper_methods(classifier=False)  # Table 5's columns: SCRUB, NPO and SalUn are for classifiers
 
 
 @dataclass(frozen=True)
-class Config(ExecutorConfig, MethodOptions):  # --executor ...: where jobs run; --minnorm-order ... (mnog.sweep)
+class Config(MethodOptions):  # + --minnorm-order, --minnorm-precision (mnog.sweep)
     trials: int = field(10, "number of trials", minimum=1)
     first_seed: int = field(1, "trials use seeds first_seed, first_seed + 1, ...")
     width: int = field(300, "hidden width of the 1-300-300-1 MLP", minimum=1)
@@ -64,83 +70,91 @@ class Config(ExecutorConfig, MethodOptions):  # --executor ...: where jobs run; 
 
 
 PROFILES = {
-    "smoke": Config(trials=4, train_epochs=2000, budgets=(10, 100), grid_values=1, enforce=False),
+    "smoke": Config(trials=4, train_epochs=2000, grid_values=1, enforce=False),
     "paper": Config(),
 }
 PROFILES["cpu"] = PROFILES["paper"]  # the paper's protocol runs on a laptop CPU
 PROBLEM = SinePoisoning()
-TASK = get_task("mse")
 MEDIAN = ("median", "low", "high")  # Table 5 reports medians and central ranges
 # Adam's second moments underflow into denormal floats (< 1.2e-38) over 100,000 epochs and
 # slow a CPU's float arithmetic 2x by the end of training; flush them to zero.
 FLUSH_DENORMAL = torch.set_flush_denormal(True)
 
 
-def seeds(cfg: Config) -> list[int]:
-    return list(range(cfg.first_seed, cfg.first_seed + cfg.trials))
+# -- the experiment: trials, θ*, the metric ------------------------------------------------------
 
+@dataclass(frozen=True)
+class DataPoisoning(Experiment):
+    """SPEC §5: every trial's θ*, unlearned by a job on all its trials at once (one Ensemble)."""
+    cfg: Config
+    store = "table5"
+    metrics = ("sup_error",)
+    task = get_task("mse")
 
-def setting(cfg: Config) -> dict:
-    """Everything besides (method, T, configuration, trial) that determines a record."""
-    return {"experiment": "table5", "mnog": mnog.__version__, "flush_denormal": FLUSH_DENORMAL,
-            "problem": PROBLEM, "width": cfg.width, "train_epochs": cfg.train_epochs, "train_lr": cfg.train_lr,
-            "test_points": cfg.test_points, "device": cfg.device}
+    def setting(self) -> dict:
+        cfg = self.cfg
+        return {"experiment": "table5", "mnog": mnog.__version__, "flush_denormal": FLUSH_DENORMAL,
+                "problem": PROBLEM, "width": cfg.width, "train_epochs": cfg.train_epochs, "train_lr": cfg.train_lr,
+                "test_points": cfg.test_points, "device": cfg.device}
 
+    def data(self, seeds: list[int]):
+        """(retain, forget) of `seeds`, stacked along a leading member dim: ((E, 50, 1), ...)."""
+        retain, forget = PROBLEM.sample_trials(seeds)
+        to = lambda pair: tuple(t.to(self.cfg.device) for t in pair)  # noqa: E731
+        return to(retain), to(forget)
 
-# -- the poisoned models θ* ---------------------------------------------------------------
+    def prepare(self) -> Prepared:
+        """θ* of every trial as one Ensemble, trained once (100,000 full-batch AdamW epochs on
+        D_r ∪ D_f), then cached; the test grid."""
+        cfg, seeds = self.cfg, self.seeds()
+        spec = {"problem": PROBLEM, "width": cfg.width, "epochs": cfg.train_epochs, "lr": cfg.train_lr,
+                "seeds": seeds, "device": cfg.device, "flush_denormal": FLUSH_DENORMAL}
+        model = mnog.Ensemble([_initial_mlp(cfg.width, seed) for seed in seeds]).to(cfg.device)
 
-def poisoned_models(cfg: Config, train: bool = True) -> mnog.Ensemble:
-    """θ* of every trial, as one Ensemble; trained once, then cached by configuration hash
-    (train=False: only loaded, as in the sweep's workers)."""
-    spec = {"problem": PROBLEM, "width": cfg.width, "epochs": cfg.train_epochs, "lr": cfg.train_lr,
-            "seeds": seeds(cfg), "device": cfg.device, "flush_denormal": FLUSH_DENORMAL}
-    path = RESULTS / "cache" / f"poisoned-{stable_hash(spec)}.pt"
-    model = mnog.Ensemble([_initial_mlp(cfg.width, seed) for seed in seeds(cfg)]).to(cfg.device)
-    if not train:
-        stored = load_cached(path, cfg.device)
-        if stored is None:
-            raise FileNotFoundError(f"no cached θ* at {path}: the driver trains it before the sweep, and workers on "
-                                    f"other machines need the driver's results folder at the same path")
-        model.load_state_dict(stored["model"])
+        def train(checkpoint) -> dict:
+            retain, forget = self.data(seeds)
+            inputs = torch.cat([retain[0], forget[0]], 1)    # D_r ∪ D_f: (E, 55, 1)
+            targets = torch.cat([retain[1], forget[1]], 1)
+            train_full_batch(model, inputs, targets, self.task, cfg.train_epochs, cfg.train_lr, checkpoint=checkpoint,
+                             desc="poisoned models θ*")
+            return {"spec": json.loads(json.dumps(spec, default=str)), "model": model.state_dict()}
+
+        path = RESULTS / "cache" / f"poisoned-{stable_hash(spec)}.pt"
+        model.load_state_dict(cached_state(path, "poisoned models θ*", train, cfg.device)["model"])
+        retain, forget = self.data(seeds)
+        trials = {seed: Trial(seed, model.member(i), (retain[0][i], retain[1][i]), (forget[0][i], forget[1][i]))
+                  for i, seed in enumerate(seeds)}
+        return Prepared(trials, (model, PROBLEM.test_grid(cfg.test_points).to(cfg.device)))
+
+    def unlearned_ensemble(self, state: Prepared, job: Job, seeds: list[int]) -> mnog.Ensemble:
+        """θ* of `seeds` unlearned together by `job` (full data access, full batch), seeded as
+        one run (job_seed's trial -1). A member that diverges to NaN gets a NaN sup error,
+        recorded as diverged; the others stand."""
+        poisoned = state.evaluation[0]
+        index = [self.seeds().index(t) for t in seeds]
+        model = (copy.deepcopy(poisoned) if len(index) == poisoned.num_members
+                 else mnog.Ensemble([poisoned.member(i) for i in index]))
+        retain, forget = self.data(seeds)
+        mnog.unlearn(model, job.method, forget=forget, retain=retain, loss=self.task, epochs=job.epochs,
+                     seed=job_seed(job, self.setting(), -1), on_nonfinite="ignore", **job.config)
         return model
-    with exclusive(path.with_name(f".{path.name}.lock"), "poisoned models θ*"):  # a concurrent run trains them once
-        stored = load_cached(path, cfg.device)
-        if stored is not None:
-            model.load_state_dict(stored["model"])
-            return model
-        retain, forget = _trials(cfg)
-        inputs = torch.cat([retain[0], forget[0]], 1)    # D_r ∪ D_f: (E, 55, 1)
-        targets = torch.cat([retain[1], forget[1]], 1)
-        train_full_batch(model, inputs, targets, TASK, cfg.train_epochs, cfg.train_lr,
-                         checkpoint=path.with_suffix(".ckpt"), desc="poisoned models θ*")
-        save_atomic({"spec": json.loads(json.dumps(spec, default=str)), "model": model.state_dict()}, path)
-    return model
+
+    def run(self, state: Prepared, job: Job, seeds: list[int]) -> dict[int, dict[str, float]]:
+        model, grid = self.unlearned_ensemble(state, job, seeds), state.evaluation[1]
+        errors = sup_error(model, grid)
+        # The fits over the test grid, for Figures 1, 3-5 (`fits` reads those of the selected jobs).
+        save_atomic({"curves": torch.from_numpy(_curves(model, grid)), "sup_error": errors}, self.fits_path(job, seeds))
+        return {t: {"sup_error": float(e)} for t, e in zip(seeds, errors.tolist())}
+
+    def fits_path(self, job: Job, seeds: list[int]):
+        """Where a job's fits over the test grid are cached (results/cache/fits-<hash>.pt)."""
+        return RESULTS / "cache" / f"fits-{stable_hash({'job': job.key(self.setting(), -1), 'seeds': seeds})}.pt"
 
 
 def _initial_mlp(width: int, seed: int) -> torch.nn.Module:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         return mlp(width)
-
-
-def _trials(cfg: Config, members: list[int] | None = None):
-    retain, forget = PROBLEM.sample_trials(members or seeds(cfg))
-    to = lambda pair: tuple(t.to(cfg.device) for t in pair)  # noqa: E731
-    return to(retain), to(forget)
-
-
-# -- unlearning -----------------------------------------------------------------------------
-
-def unlearn(cfg: Config, poisoned: mnog.Ensemble, job: Job, trials: list[int]) -> mnog.Ensemble:
-    """A copy of θ* for `trials`, unlearned by `job` (full data access, full batch)."""
-    index = [seeds(cfg).index(t) for t in trials]
-    model = (copy.deepcopy(poisoned) if len(index) == poisoned.num_members
-             else mnog.Ensemble([poisoned.member(i) for i in index]))
-    retain, forget = _trials(cfg, trials)
-    # A member that diverges to NaN gets a NaN sup error, recorded as diverged; the others stand.
-    mnog.unlearn(model, job.method, forget=forget, retain=retain, loss=TASK, epochs=job.epochs,
-                 seed=int(job.key(setting(cfg), -1), 16) % 2**63, on_nonfinite="ignore", **job.config)
-    return model
 
 
 def jobs(cfg: Config) -> list[Job]:
@@ -151,31 +165,59 @@ def jobs(cfg: Config) -> list[Job]:
                                                budget)]
 
 
-def sweep(cfg: Config, profile: str) -> tuple[mnog.Ensemble, list[dict]]:
-    """θ* and every (method, T, configuration, trial) record, running what is missing."""
-    # The executor first: an unreachable Ray cluster fails before minutes of training.
-    with from_config(cfg, gpu=torch.device(cfg.device).type == "cuda") as executor:
-        poisoned = poisoned_models(cfg)
-        grid = PROBLEM.test_grid(cfg.test_points).to(cfg.device)
-        print("poisoned models θ*: sup error", " ".join(f"{e:.2f}" for e in sup_error(poisoned, grid).tolist()))
-        # One store for every profile: records are keyed by everything that determines them.
-        store = RecordStore(RESULTS / "table5" / "records.jsonl")
-        records = run_sweep(jobs(cfg), seeds(cfg), Runner(poisoned_and_grid, sup_errors, cfg), store, setting(cfg),
-                            desc=f"table5 [{profile}]", executor=executor)
-    return poisoned, records
+# -- the fits of the selected configurations (Figures 1, 3, 4, 5) -------------------------------
+
+def fits(experiment: DataPoisoning, best, records: list[dict]) -> dict[str, np.ndarray]:
+    """Every trial's fit over the test grid: θ*'s ("poisoned") and each selected (T, method)'s
+    ("T100/MinNorm-OG"), each (trials, points), re-run from θ* on all trials, and its sup
+    errors ("T100/MinNorm-OG:sup_error", (trials,)); with "x", "sin" and "seeds". Each job of
+    the sweep stored its fits (DataPoisoning.run); a job whose file is missing (it ran on only
+    some of the trials, or on another machine) is re-run from θ*, and warns if its sup errors
+    differ from its records."""
+    state = prepared(experiment)
+    poisoned, grid = state.evaluation
+    seeds = experiment.seeds()
+    out = {"x": grid.squeeze(1).cpu().numpy(), "sin": torch.sin(grid).squeeze(1).cpu().numpy(), "seeds": np.array(seeds),
+           "poisoned": _curves(poisoned, grid)}
+    stored = {(r["method"], r["epochs"], json.dumps(r["config"], sort_keys=True), r["trial"]): r for r in records}
+    for _, row in best.iterrows():
+        method, epochs = row["method"], int(row["epochs"])
+        job = Job.of(method, epochs, json.loads(row["config"]))
+        threads = stored[(method, epochs, row["config"], seeds[0])]["provenance"].get("threads")
+
+        def refit(_checkpoint) -> dict:
+            # The float sums, and so the last digits, depend on the thread count: re-run with the
+            # records' (a sweep worker may have used fewer threads than this process has).
+            with torch_threads(threads):
+                model = experiment.unlearned_ensemble(state, job, seeds)
+            return {"curves": torch.from_numpy(_curves(model, grid)), "sup_error": sup_error(model, grid)}
+
+        fit = cached_state(experiment.fits_path(job, seeds), f"{method} at T = {epochs}: its fits", refit)
+        out[f"T{epochs}/{method}"] = fit["curves"].numpy()
+        errors = fit["sup_error"].tolist()
+        out[f"T{epochs}/{method}:sup_error"] = np.array(errors)
+        recorded = [stored[(method, epochs, row["config"], t)]["metrics"]["sup_error"] for t in seeds]
+        if not all(math.isclose(e, r, rel_tol=1e-4) or not math.isfinite(r) for e, r in zip(errors, recorded)):
+            print(f"warning: {method} at T = {epochs}: the re-run's sup errors differ from the stored ones "
+                  "(records from another machine or code version?)", file=sys.stderr)
+    return out
 
 
-def poisoned_and_grid(cfg: Config) -> tuple[mnog.Ensemble, torch.Tensor]:
-    """What every job needs, loaded once per worker process: θ* (from the cache) and the test grid."""
-    return poisoned_models(cfg, train=False), PROBLEM.test_grid(cfg.test_points).to(cfg.device)
+@torch.no_grad()
+def _curves(ensemble: mnog.Ensemble, grid: torch.Tensor) -> np.ndarray:
+    """Each member's fit over the grid, (trials, points), each member run as a model of its own."""
+    return np.stack([ensemble.member(i).eval()(grid).squeeze(1).cpu().numpy() for i in range(ensemble.num_members)])
 
 
-def sup_errors(cfg: Config, shared: tuple[mnog.Ensemble, torch.Tensor], job: Job,
-               trials: list[int]) -> dict[int, dict[str, float]]:
-    """One job: θ* of `trials` unlearned by `job`, and each trial's sup error."""
-    poisoned, grid = shared
-    errors = sup_error(unlearn(cfg, poisoned, job, trials), grid)
-    return {t: {"sup_error": float(e)} for t, e in zip(trials, errors.tolist())}
+@contextlib.contextmanager
+def torch_threads(count: int | None):
+    """Run the block with `count` torch threads (None: unchanged)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count or before)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 # -- the paper's qualitative claims -----------------------------------------------------------
@@ -197,17 +239,21 @@ def claims(best) -> list[tuple[str, bool, str]]:
 
 
 def main(argv=None) -> int:
-    cfg, profile = parse_config(Config, PROFILES, __doc__.split("\n")[0], argv)
+    cfg, profile, executor = parse_config(Config, PROFILES, __doc__.split("\n")[0], argv)
+    experiment = DataPoisoning(cfg)
     out = RESULTS / "table5" / (profile + variant(cfg, PROFILES[profile]))
-    write_json(out / "config.json", {"profile": profile, "config": cfg, "setting": setting(cfg),
+    write_json(out / "config.json", {"profile": profile, "config": cfg, "setting": experiment.setting(),
                                      "provenance": provenance()})
     print(f"Table 5 · profile {profile} · {cfg.trials} trials · T ∈ {cfg.budgets} · device {cfg.device} · "
           f"MinNorm-OG: order {cfg.minnorm_order}, G in {cfg.minnorm_precision}")
 
-    _, records = sweep(cfg, profile)
+    poisoned, grid = prepared(experiment).evaluation                  # trains θ* once (then cached)
+    print("poisoned models θ*: sup error", " ".join(f"{e:.2f}" for e in sup_error(poisoned, grid).tolist()))
+    records = sweep(experiment, jobs(cfg), executor, desc=f"table5 [{profile}]")
     best = select_best(summarize(records, "sup_error"), n=cfg.trials)
     comparison = compare(best, load_paper_table("table5"), keys=["epochs", "method"])
     comparison = comparison[comparison["method"].isin(cfg.methods) & comparison["epochs"].isin(cfg.budgets)]
+    write_npz(out / "fits.npz", fits(experiment, best, records))
     return publish(out, "table5", f"Table 5 (Data Poisoning), profile {profile}",
                    "Ours, median (central range) over trials; best configuration per method and T:",
                    best, comparison, ["epochs", "method"], [m for m in METHODS if m in cfg.methods], MEDIAN,
@@ -215,7 +261,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    # The importable module's main, not __main__'s: Ray's workers then find this script's
-    # functions and Config by module name (pickled by reference, not by value).
-    from artifact.table5_data_poisoning import main as importable_main
-    sys.exit(cli(importable_main))
+    script_main(__spec__)

@@ -39,8 +39,9 @@ def main(argv=None) -> int:
 
     from artifact import table5_data_poisoning as table5
     from mnog import executors
+    from mnog.experiment import Runner, _load, _run, prepared
     from mnog.results import RESULTS, RecordStore, device_name
-    from mnog.sweep import Runner, run_sweep
+    from mnog.sweep import run_sweep
 
     cores = executors.cpu_cores()
     backends = [("serial", "1 thread", lambda: executors.Serial(), 1),
@@ -51,9 +52,10 @@ def main(argv=None) -> int:
 
     rows = []
     for grid_values in args.grid_values:
-        cfg = replace(table5.PROFILES["smoke"], grid_values=grid_values)
-        table5.poisoned_models(cfg)  # trained once, outside the timings
-        jobs, runner = table5.jobs(cfg), Runner(table5.poisoned_and_grid, table5.sup_errors, cfg)
+        cfg = replace(table5.PROFILES["smoke"], grid_values=grid_values, budgets=(10, 100))
+        experiment = table5.DataPoisoning(cfg)
+        prepared(experiment)  # θ* trained once, outside the timings
+        jobs, runner = table5.jobs(cfg), Runner(_load, _run, experiment)  # what mnog.experiment.sweep runs
         serial = {}  # torch threads -> the serial run's metrics
         for name, detail, make, threads in backends:
             torch.set_num_threads(threads)  # the driver's own count: what a serial job computes with
@@ -63,7 +65,7 @@ def main(argv=None) -> int:
             executor.start()  # worker processes (local) or the Ray instance, timed apart
             started = time.perf_counter() - start
             with executor:
-                records = run_sweep(jobs, table5.seeds(cfg), runner, store, table5.setting(cfg),
+                records = run_sweep(jobs, experiment.seeds(), runner, store, experiment.setting(),
                                     desc=f"{name} {detail}", executor=executor)
             wall = time.perf_counter() - start
             metrics = {r["key"]: r["metrics"] for r in records}

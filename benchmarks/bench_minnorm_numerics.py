@@ -24,9 +24,11 @@ from tabulate import tabulate
 
 import mnog
 from artifact import table5_data_poisoning as table5
+from mnog.experiment import prepared
 from mnog.metrics import sup_error
 from mnog.results import RESULTS, RecordStore, device_name, provenance, write_json
 from mnog.sweep import select_best, summarize
+from mnog.training import load_only
 
 
 def main(argv=None) -> int:
@@ -36,16 +38,17 @@ def main(argv=None) -> int:
     if args.seeds < 1:
         parser.error("--seeds must be at least 1")
     cfg = table5.PROFILES["paper"]
+    experiment = table5.DataPoisoning(cfg)
     store = RecordStore(RESULTS / "table5" / "records.jsonl")
-    wanted = {job.key(table5.setting(cfg), t) for job in table5.jobs(cfg) for t in table5.seeds(cfg)}
+    wanted = {job.key(experiment.setting(), t) for job in table5.jobs(cfg) for t in experiment.seeds()}
     records = [r for r in store.load() if r["key"] in wanted]        # the default protocol's records
     best = select_best(summarize(records, "sup_error"), n=cfg.trials)
     minnorm = best[(best["method"] == "MinNorm-OG") & best["epochs"].isin([100, 1000])]
     if minnorm.empty:
         sys.exit("no Table 5 records at the paper profile: run `make table5` first")
-    poisoned = table5.poisoned_models(cfg, train=False)
-    retain, forget = table5._trials(cfg)
-    grid = table5.PROBLEM.test_grid(cfg.test_points)
+    with load_only():
+        poisoned, grid = prepared(experiment).evaluation
+    retain, forget = experiment.data(experiment.seeds())
 
     rows, out = [], []
     for _, row in minnorm.iterrows():

@@ -31,14 +31,39 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def parse_config(cls: type[C], profiles: dict[str, C], description: str,
-                 argv: Sequence[str] | None = None) -> tuple[C, str]:
-    """The profile's config with command-line overrides applied, and the profile's name.
-    Every field is checked here (type, choices, bounds, devices), before anything runs."""
+def parse_config(cls: type[C], profiles: dict[str, C], description: str, argv: Sequence[str] | None = None,
+                 sweeps: bool = True):
+    """(the profile's config with command-line overrides applied, the profile's name, and
+    the executor options) for a script that `sweeps`; (config, profile) for one that does
+    not. The executor options (--executor, --workers, --address: where a sweep's jobs run,
+    mnog.executors.ExecutorConfig) are parsed beside the experiment's config, not part of
+    it: they never change a result. Every field is checked here (type, choices, bounds,
+    devices, a reachable Ray address), before anything runs."""
+    from mnog.executors import ExecutorConfig
     parser = OneLineParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--profile", default=os.environ.get("PROFILE") or "auto",
                         choices=["auto", *profiles],
                         help="named configuration; auto = paper with a GPU, cpu otherwise")
+    _add_fields(parser, cls)
+    if sweeps:
+        _add_fields(parser.add_argument_group("where the sweep's jobs run"), ExecutorConfig)
+    args = parser.parse_args(argv)
+    profile = auto_profile() if args.profile == "auto" else args.profile
+    if profile not in profiles:
+        parser.error(f"profile {profile!r} is not defined here; choose one of {sorted(profiles)}")
+    try:
+        cfg = dataclasses.replace(profiles[profile], **_overrides(args, cls))
+        check_fields(cfg)
+        check_results_folder()
+        executor = ExecutorConfig(**_overrides(args, ExecutorConfig)) if sweeps else None
+    except ValueError as exc:  # a field's bounds, or a config's own check (__post_init__) of the combined values
+        parser.error(str(exc))
+    if executor is not None:
+        executor.check_reachable()             # an unreachable cluster fails now, not after the models train
+    return (cfg, profile, executor) if sweeps else (cfg, profile)
+
+
+def _add_fields(parser, cls) -> None:
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
         kind = hints[field.name]
@@ -54,19 +79,11 @@ def parse_config(cls: type[C], profiles: dict[str, C], description: str,
                                 help=helptext)
         else:
             parser.add_argument(flag, dest=field.name, type=kind, default=None, choices=choices, help=helptext)
-    args = parser.parse_args(argv)
-    profile = auto_profile() if args.profile == "auto" else args.profile
-    if profile not in profiles:
-        parser.error(f"profile {profile!r} is not defined here; choose one of {sorted(profiles)}")
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name) is not None}
-    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
-    try:
-        cfg = dataclasses.replace(profiles[profile], **overrides)
-        check_fields(cfg)
-        check_results_folder()
-    except ValueError as exc:  # a field's bounds, or a config's own check (__post_init__) of the combined values
-        parser.error(str(exc))
-    return cfg, profile
+
+
+def _overrides(args, cls) -> dict:
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name) is not None}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
 
 
 def check_results_folder() -> None:

@@ -52,7 +52,8 @@ Result = tuple[int, Any, BaseException | None]
 
 @dataclass(frozen=True)
 class ExecutorConfig:
-    """The command-line options every sweeping artifact script shares (its Config's base)."""
+    """Where a sweep's jobs run: the command-line options every sweeping artifact script takes
+    beside its own configuration (mnog.config.parse_config); they never change a record."""
     executor: str = field("local", "where the sweep's jobs run: local (a process pool on this machine), "
                                    "ray (a Ray cluster) or serial (in this process)", choices=EXECUTORS)
     workers: int = field(0, "local: worker processes (0: one per visible GPU when the jobs use one, else one "
@@ -72,6 +73,12 @@ class ExecutorConfig:
                 raise ValueError(f"--address {self.address!r} is not HOST:PORT (e.g. 10.0.0.1:6379)")
         if self.executor == "serial" and self.workers > 1:
             raise ValueError("the serial executor runs in this process; --workers > 1 needs --executor local")
+
+    def check_reachable(self) -> None:
+        """ExecutorError at once when the Ray cluster named (--address or $RAY_ADDRESS) does not answer."""
+        address = self.address or os.environ.get("RAY_ADDRESS", "auto")
+        if self.executor == "ray" and address != "auto":
+            reachable(address)
 
 
 def from_config(cfg: ExecutorConfig, gpu: bool) -> "Executor":
@@ -304,8 +311,7 @@ class Ray(Executor):
             raise ExecutorError("--executor ray needs Ray: pip install 'mnog[ray]' (or 'ray>=2.40')") from None
         self.ray = ray
         self.address, self.gpu, self.in_flight, self.retries = address, gpu, in_flight, retries
-        if (address or os.environ.get("RAY_ADDRESS", "auto")) != "auto":
-            reachable(address or os.environ["RAY_ADDRESS"])                  # now, not after the models train
+        ExecutorConfig("ray", address=address).check_reachable()             # now, not after the models train
         self._owner = False  # whether this executor called ray.init (and so calls ray.shutdown)
 
     def start(self) -> None:

@@ -524,6 +524,17 @@ class MinNormOG(Method):
         self.projections += 1
 
 
+# The paper's order of its methods (the columns of Tables 2, 5 and 17, the legends of its figures).
+PAPER_ORDER = ("Retrain", "MinNorm-OG", "GD", "GA", "NGP", "NGD", "Ridge", "L1Sparse", "SCRUB", "NPO", "SalUn")
+
+
+def paper_methods(classifier: bool = True) -> tuple[str, ...]:
+    """Every registered method, the paper's in its order and any other after them;
+    classifier=False leaves out the classification-only ones (Table 5 is a regression)."""
+    ordered = [m for m in PAPER_ORDER if m in METHODS] + [m for m in METHODS if m not in PAPER_ORDER]
+    return tuple(m for m in ordered if classifier or not METHODS[m].classification_only)
+
+
 def perturbation_subsample(retain: Batch, n_pert: int, task: Task, generator: torch.Generator) -> Tensor:
     """Indices of B'_r ⊆ B_r (SPEC §2): n_pert random samples; for a classifier,
     n_pert // (#classes in the batch) random samples of every class of the first head's

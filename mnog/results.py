@@ -113,6 +113,14 @@ def write_json(path: Path, obj) -> None:
     write_text(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=True) + "\n")
 
 
+def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """numpy.savez, atomically (a temporary file in the same folder, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
 REQUIRED = ("key", "method", "trial")  # what every record holds; a JSON line without them is not a record
 
 

@@ -1,7 +1,6 @@
 """Hyperparameter sweeps: grids, resumable execution on any executor, and best-configuration selection."""
 from __future__ import annotations
 
-import copy
 import functools
 import itertools
 import json
@@ -16,8 +15,7 @@ from tqdm.auto import tqdm
 
 from mnog.errors import NonFiniteError
 from mnog.config import field
-from mnog.executors import Executor, ExecutorConfig, Serial
-from mnog.loop import unlearn
+from mnog.executors import Executor, Serial
 from mnog.methods import get_method
 from mnog.results import ROOT, RecordStore, exclusive, now, provenance, stable_hash
 
@@ -68,9 +66,9 @@ class MethodOptions:
 
 
 @dataclass(frozen=True)
-class ImageSweepConfig(ExecutorConfig, MethodOptions):
-    """The options the image experiments' sweeps share (Table 2, Label Erasure), besides where
-    their jobs run (--executor, --workers, --address); each script adds its own. The protocol
+class ImageSweepConfig(MethodOptions):
+    """The options the image experiments' sweeps share (Table 2, Label Erasure); each adds its
+    own (where their jobs run is mnog.executors.ExecutorConfig, parsed beside). The protocol
     options default to the authors' code (SPEC §11; README "Differences from the authors'
     code"), the other reading one flag away."""
     trials: int = field(5, "trials (a new D_f, initial model, ground-truth model and D'_r each)", minimum=1)
@@ -154,21 +152,9 @@ def diverged_metrics(names: Sequence[str]) -> dict[str, float]:
     return dict.fromkeys(names, math.nan)
 
 
-def unlearned_copy(job: Job, setting: dict, trial: int, initial, retain, forget, loss, **protocol):
-    """A copy of `initial` unlearned by `job` on one trial (`protocol`: batch_size, p_retain,
-    bn_stats), and its `UnlearnResult`; NonFiniteError when the run diverged. D'_r is drawn from the trial alone, so every method
-    and configuration of a trial sees the same retain subset (SPEC §4, §11.2); every other
-    random draw (batches, noise, subsamples) is seeded from the job's key. Both are the same
-    on every executor and every rerun."""
-    model = copy.deepcopy(initial)
-    result = unlearn(model, job.method, forget=forget, retain=retain, loss=loss, epochs=job.epochs,
-                     seed=int(job.key(setting, trial), 16) % 2**63, retain_seed=retain_seed(trial),
-                     **protocol, **job.config)
-    return model, result
-
-
 def retain_seed(trial: int) -> int:
-    """The seed of a trial's D'_r: a function of the trial alone."""
+    """The seed of a trial's D'_r: a function of the trial alone, so that every method and
+    configuration of a trial sees the same retain subset (SPEC §4, §11.2)."""
     return int(stable_hash({"retain_subset": trial}), 16) % 2**63
 
 
@@ -181,14 +167,12 @@ Metrics = dict[int, dict[str, float]]  # {trial: {metric name: value}}
 
 @dataclass(frozen=True)
 class Runner:
-    """How an artifact script runs one job, in a form other processes can run it too:
-    `run(context, shared, job, trials) -> {trial: metrics}`, where `shared = setup(context)`
-    (the data and the trained models every job needs) is built once per process and kept
-    while the context stays the same. `setup` and `run` are module-level functions (pickled
-    by name); `context` is small, hashable and picklable (the script's config).
-
-    Any callable `run(job, trials) -> {trial: metrics}` can drive a serial sweep; worker
-    processes and Ray need a Runner."""
+    """One job, in a form other processes can run too: `run(context, shared, job, trials) ->
+    {trial: metrics}`, where `shared = setup(context)` (the data and the trained models every
+    job needs) is built once per process and kept while the context stays the same. `setup`
+    and `run` are module-level functions (pickled by name); `context` is hashable and
+    picklable. mnog.experiment.sweep builds one from an Experiment; any callable
+    `run(job, trials) -> {trial: metrics}` can drive a serial sweep."""
     setup: Callable[[Hashable], Any]
     run: Callable[[Hashable, Any, Job, list[int]], Metrics]
     context: Hashable

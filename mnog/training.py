@@ -1,11 +1,14 @@
 """Training the models that are later unlearned, with atomic checkpoints and resume."""
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +36,7 @@ def train_full_batch(model: nn.Module, inputs: Tensor, targets: Tensor, task: Ta
     resumes from the last save (the checkpoint is removed once training completes)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, fused=True)
     start = 0
-    state = load_cached(checkpoint, inputs.device) if checkpoint is not None else None
+    state = load_cached(checkpoint, inputs.device)
     if state is not None and state["epochs"] == epochs:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -76,29 +79,11 @@ class Phase:
     augment: bool = False
 
 
-def train_cached(path: Path, model: nn.Module, phases: list[Phase], sgd: SGDConfig, *, seed: int,
-                 desc: str, **options) -> nn.Module:
-    """`model` trained by `train_classifier`, or loaded from `path` if a finished run left it
-    there. The caller names `path` by a hash of everything that determines the model."""
-    device = next(model.parameters()).device
-    state = load_cached(path, device)
-    if state is None:
-        with exclusive(path.with_name(f".{path.name}.lock"), desc):     # a concurrent run trains it once
-            state = load_cached(path, device)                          # ... and may just have
-            if state is None:
-                train_classifier(model, phases, sgd, seed=seed, checkpoint=path.with_suffix(".ckpt"), desc=desc,
-                                 **options)
-                save_atomic(model.state_dict(), path)
-                return model
-    model.load_state_dict(state)
-    return model
-
-
-def load_cached(path: Path, device=None):
+def load_cached(path: Path | None, device=None):
     """torch.load(path) of a file this project wrote (weights only), or None when it is absent.
     A file that does not load (truncated, overwritten) is moved aside with a warning naming
     it, so that the caller computes it again."""
-    if not path.exists():
+    if path is None or not path.exists():
         return None
     try:
         return torch.load(path, map_location=device, weights_only=True)
@@ -109,6 +94,55 @@ def load_cached(path: Path, device=None):
         warnings.warn(f"{path} is corrupt ({type(exc).__name__}: {reason}); moved it to {aside.name} and computing "
                       "it again", stacklevel=2)
         return None
+
+
+_LOAD_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("load_only", default=False)
+
+
+@contextlib.contextmanager
+def load_only():
+    """Within the block, `cached_state` loads and never computes: a sweep's workers run this
+    way, so that a worker that cannot see the driver's cache says so instead of training."""
+    token = _LOAD_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _LOAD_ONLY.reset(token)
+
+
+def cached_state(path: Path, desc: str, compute: Callable[[Path], dict], device=None) -> dict:
+    """The state dict stored at `path`, or `compute(checkpoint)`'s, saved there atomically.
+
+    The caller names `path` by a hash of everything that determines the result; `compute`
+    may checkpoint to the path it is given and resume from it. Two processes that need the
+    same state take turns (the second loads what the first saved); a file that does not
+    load is moved aside and computed again (`load_cached`); under `load_only` a missing
+    file is an error, never a computation."""
+    state = load_cached(path, device)
+    if state is not None:
+        return state
+    if _LOAD_ONLY.get():
+        raise FileNotFoundError(f"no cached {desc} at {path}: the driver trains it before the sweep, and workers on "
+                                f"other machines need the driver's results folder at the same path")
+    with exclusive(path.with_name(f".{path.name}.lock"), desc):       # a concurrent run computes it once
+        state = load_cached(path, device)                             # ... and may just have
+        if state is None:
+            state = compute(path.with_suffix(".ckpt"))
+            save_atomic(state, path)
+    return state
+
+
+def train_cached(path: Path, model: nn.Module, phases: list[Phase], sgd: SGDConfig, *, seed: int,
+                 desc: str, **options) -> nn.Module:
+    """`model` trained by `train_classifier`, or loaded from `path` if a finished run left it
+    there (`cached_state`). The caller names `path` by a hash of everything that determines
+    the model."""
+    def train(checkpoint: Path) -> dict:
+        train_classifier(model, phases, sgd, seed=seed, checkpoint=checkpoint, desc=desc, **options)
+        return model.state_dict()
+
+    model.load_state_dict(cached_state(path, desc, train, next(model.parameters()).device))
+    return model
 
 
 def label_erasure_recipe(dataset: str, data: ColoredImages, epochs: int = 100,
@@ -157,7 +191,7 @@ def train_classifier(model: nn.Module, phases: list[Phase], sgd: SGDConfig, *, s
     schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=sgd.step_size, gamma=sgd.gamma)
     generator = torch.Generator(device=device).manual_seed(seed)
     done = 0  # epochs finished, over all phases
-    state = load_cached(checkpoint, device) if checkpoint is not None else None
+    state = load_cached(checkpoint, device)
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])

@@ -45,10 +45,10 @@ def test_table5_smoke_writes_table_comparison_and_records(smoke):
     out = results / "table5" / "smoke"
     assert {"table5.md", "table5.csv", "comparison.csv", "config.json"} <= {p.name for p in out.iterdir()}
     best = pd.read_csv(out / "table5.csv")
-    assert set(best["method"]) == METHODS and set(best["epochs"]) == {10, 100}
+    assert set(best["method"]) == METHODS and set(best["epochs"]) == {10, 100, 1000}
     assert (best["n"] == 4).all() and (best["low"] <= best["median"]).all() and (best["median"] <= best["high"]).all()
     comparison = pd.read_csv(out / "comparison.csv")
-    assert len(comparison) == 16 and {"median", "median_paper", "check", "pass"} <= set(comparison.columns)
+    assert len(comparison) == 24 and {"median", "median_paper", "check", "pass"} <= set(comparison.columns)
     rows = records(results)
     assert len({r["key"] for r in rows}) == len(rows) == 4 * len(rows) // 4
     one = rows[0]
@@ -86,14 +86,20 @@ def test_rerunning_table5_recomputes_nothing(smoke):
 
 def test_figure1_smoke_plots_every_method_from_the_same_results(smoke):
     results, _ = smoke
-    proc = run("figure1_data_poisoning_fits", results, "--epochs", "100")
+    run("figure1_data_poisoning_fits", results, "--epochs", "100")
     out = results / "figure1" / "smoke"
     assert (out / "figure1.png").stat().st_size > 10_000 and (out / "figure1.pdf").exists()
     curves = pd.read_csv(out / "figure1.csv")
     assert METHODS | {"x", "sin", "poisoned"} == set(curves.columns) and len(curves) == 1000
-    assert "differs from the stored" not in proc.stderr      # the refit reproduces the sweep's records
-    with pytest.raises(AssertionError, match="not T = 1000"):
-        run("figure1_data_poisoning_fits", results, "--epochs", "1000")
+    # Each plotted fit is the one behind Table 5's record: its sup error is the record's.
+    shown = json.loads((out / "config.json").read_text())
+    for method, config in shown["configurations"].items():
+        record = next(r for r in records(results) if r["method"] == method and r["epochs"] == 100
+                      and r["trial"] == 1 and r["config"] == config)
+        assert shown["sup_error"][method] == pytest.approx(record["metrics"]["sup_error"], rel=1e-6)
+        assert (curves[method] - curves["sin"]).abs().max() == pytest.approx(record["metrics"]["sup_error"], rel=1e-5)
+    with pytest.raises(AssertionError, match=r"has trials \[1, 2, 3, 4\], not 99"):
+        run("figure1_data_poisoning_fits", results, "--trial", "99")
 
 
 def test_two_runs_of_table5_on_one_results_folder_cooperate(tmp_path):
@@ -112,7 +118,7 @@ def test_two_runs_of_table5_on_one_results_folder_cooperate(tmp_path):
 
 
 def test_a_killed_sweep_resumes_where_it_stopped(tmp_path):
-    args = ("--grid-values", "2")
+    args = ("--grid-values", "2", "--budgets", "10", "100")
     proc = subprocess.Popen(command("table5_data_poisoning", *args), cwd=ROOT, env=env(tmp_path),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     store = tmp_path / "table5" / "records.jsonl"

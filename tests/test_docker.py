@@ -92,7 +92,8 @@ def test_dockerfile_install_and_entry_commands_work_outside_docker(tmp_path):
     context.mkdir()
     for name in ("requirements.lock", "pyproject.toml", "README.md", "Makefile"):
         shutil.copy(ROOT / name, context / name)
-    shutil.copytree(ROOT / "mnog", context / "mnog", ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in ("mnog", "paper_tables"):     # `make help` reads the targets' table and the paper's settings
+        shutil.copytree(ROOT / folder, context / folder, ignore=shutil.ignore_patterns("__pycache__"))
 
     commands = [c.strip() for k, a in instructions() if k == "RUN" for c in a.split("&&")]
     python = [c for c in commands if c.startswith(("python3.11 ", ".venv/bin/pip "))]

@@ -183,10 +183,16 @@ def test_worker_processes_refuse_a_closure_with_a_clear_error():
 def test_every_sweeping_script_takes_the_executor_options_and_rejects_bad_ones(capsys):
     from artifact import figure2_label_erasure, table2_representation_collapse, table5_data_poisoning
     for script in (table5_data_poisoning, table2_representation_collapse, figure2_label_erasure):
-        cfg, _ = parse_config(script.Config, script.PROFILES, "", ["--profile", "smoke", "--executor", "ray",
-                                                                  "--address", "10.0.0.1:6379", "--workers", "8"])
-        assert (cfg.executor, cfg.address, cfg.workers) == ("ray", "10.0.0.1:6379", 8)
-        assert parse_config(script.Config, script.PROFILES, "", ["--profile", "smoke"])[0].executor == "local"
+        with socket.socket() as server:                      # something listening, as a Ray head would
+            server.bind(("127.0.0.1", 0))
+            server.listen()
+            address = f"127.0.0.1:{server.getsockname()[1]}"
+            cfg, _, options = parse_config(script.Config, script.PROFILES, "", ["--profile", "smoke", "--executor",
+                                                                               "ray", "--address", address,
+                                                                               "--workers", "8"])
+        assert (options.executor, options.address, options.workers) == ("ray", address, 8)
+        assert not hasattr(cfg, "executor")                   # where jobs run is not part of the experiment
+        assert parse_config(script.Config, script.PROFILES, "", ["--profile", "smoke"])[2].executor == "local"
     for argv, message in [(["--executor", "dask"], "invalid choice: 'dask'"),
                           (["--address", "10.0.0.1:6379"], "needs --executor ray"),
                           (["--workers", "-1"], "workers must be an integer ≥ 0"),
@@ -262,7 +268,9 @@ def test_a_ray_cluster_stores_the_serial_records_and_retries_a_killed_worker(tmp
 # -- the artifact scripts: Table 5's smoke sweep on every executor ---------------------------------
 
 def run_table5(results, *args, env=()):
-    proc = subprocess.run([sys.executable, "-m", "artifact.table5_data_poisoning", "--profile", "smoke", *args],
+    """Table 5's smoke sweep at T = 10 and 100 (16 jobs), in a subprocess."""
+    proc = subprocess.run([sys.executable, "-m", "artifact.table5_data_poisoning", "--profile", "smoke",
+                           "--budgets", "10", "100", *args],
                           cwd=ROOT, env={**os.environ, "MNOG_RESULTS": str(results), **dict(env)},
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

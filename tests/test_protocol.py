@@ -15,7 +15,8 @@ from mnog.colors import CIFAR_NORM, PALETTE, ColoredImages
 from mnog.errors import NonFiniteError
 from mnog.methods import METHODS
 from mnog.models import ColorResNet, mlp, reinitialize
-from mnog.sweep import Job, RELEASED_GRIDS, search_grid, unlearned_copy
+from mnog.experiment import Experiment, Trial
+from mnog.sweep import Job, RELEASED_GRIDS, search_grid
 from mnog.tasks import Task
 from mnog.training import Phase, SGDConfig, crop_boxes, label_erasure_recipe, random_resized_crop_flip, \
     train_classifier
@@ -65,9 +66,18 @@ def test_every_method_and_configuration_of_a_trial_sees_the_same_retain_subset(v
             Job.of("MinNorm-OG", 3, dict(eta=1e-4, lambda_reg=0.1, gamma_reg=0.4, t_gd=1, t_proj=1, n_pert=4))]
     model = mlp(width=8, inputs=5)
     retain, forget = vector_data
-    subsets = {trial: [unlearned_copy(job, {"experiment": "test"}, trial, model, retain, forget, "mse",
-                                      batch_size=3, p_retain=0.5)[1].retain_indices for job in jobs]
-               for trial in (1, 2)}
+
+    class Regression(Experiment):                                   # the core's unlearned copy, seeding and D'_r
+        task = MSE
+
+        def setting(self):
+            return {"experiment": "test"}
+
+        def protocol(self):
+            return {"batch_size": 3, "p_retain": 0.5}
+
+    subsets = {trial: [Regression().unlearned(job, Trial(trial, model, retain, forget))[1].retain_indices
+                       for job in jobs] for trial in (1, 2)}
     for trial, indices in subsets.items():
         assert len(indices[0]) == 6 and all(torch.equal(i, indices[0]) for i in indices)
     assert not torch.equal(subsets[1][0], subsets[2][0])

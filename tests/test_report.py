@@ -1,5 +1,5 @@
 """The report (artifact/report.py) and `make check`, on a results store built in a temporary folder
-with the writers the artifact scripts use (mnog.report.publish, write_claims, write_json)."""
+with the writers the artifact scripts use (mnog.compare.publish, write_claims, write_json)."""
 import base64
 import json
 import os
@@ -15,7 +15,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from artifact import report  # noqa: E402
-from mnog.report import compare, load_paper_table, publish, write_claims  # noqa: E402
+from mnog.compare import compare, load_paper_table, publish, write_claims  # noqa: E402
 from mnog.results import provenance, write_json, write_text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +34,8 @@ def table5(results: Path, *, moved: dict | None = None, enforce: bool = True) ->
     best = paper[["epochs", "method", *MEDIAN]].copy()
     for (epochs, method), values in (moved or {}).items():
         best.loc[(best["epochs"] == epochs) & (best["method"] == method), list(MEDIAN)] = values
-    best = best.assign(config='{"eta": 0.001}', n=10)
+    # As select_best returns it: the mean and standard error beside the median.
+    best = best.assign(config='{"eta": 0.001}', n=10, mean=best["median"], se=0.1)
     claims = [("MinNorm-OG has the lowest median at T = 100", True, "MinNorm-OG 1.08, next Retrain 1.36")]
     publish(out, "table5", "Table 5", "caption", best, compare(best, paper, ["epochs", "method"]),
             ["epochs", "method"], TABLE5_METHODS, MEDIAN, claims, enforce)
@@ -124,7 +125,7 @@ def test_report_shows_our_numbers_beside_the_papers_with_figures_claims_and_prov
     assert "| 100 | MinNorm-OG | 1.08 (1.00, 1.63) | 1.08 (1.00, 1.63) | ranges overlap | ✓ |" in " ".join(md.split())
     assert "| 1000 | GA | 1400 (1025, 1869) | 1400 (1025, 1869) | median ≥ 100 | ✓ |" in " ".join(md.split())
     assert "MinNorm-OG has the lowest median at T = 100" in md                    # claims, from table5.md
-    assert "![figure1](figure1/cpu/figure1.png)" in md and report.BY_NAME["figure1"].what in md
+    assert "![figure1](figure1/cpu/figure1.png)" in md and report.BY_NAME["figure1"].shows in md
     assert "![figure6](figure6/cpu/figure6.png)" in md and "Figure 6: MinNorm-OG's frontier is closest" in md
     assert "| Figure 6 | GT model |" in " ".join(md.split())
     assert "MinNorm-OG / GD ≤ 1.5" in md                                           # Table 3's target, from table3.md
@@ -188,14 +189,28 @@ def test_a_profile_that_does_not_enforce_the_paper_shows_failures_without_failin
 
 
 def test_run_records_wall_time_and_exit_status_and_check_counts_a_failed_run(tmp_path, monkeypatch):
+    # `run` runs the target's script from mnog/targets.py with PROFILE resolved, plus the extra arguments.
     monkeypatch.setenv("PROFILE", "smoke")
-    assert report.run("table2", [sys.executable, "-c", "import os, sys; sys.exit(3 if os.environ['PROFILE'] == "
-                                 "'smoke' else 4)"], tmp_path) == 3
+    calls = []
+    monkeypatch.setattr(report.subprocess, "call", lambda command, env: calls.append((command, env["PROFILE"])) or 3)
+    assert report.run("table2", ["--trials", "3"], tmp_path) == 3
+    assert calls == [([sys.executable, "-m", "artifact.table2_representation_collapse", "--trials", "3"], "smoke")]
     record = json.loads((tmp_path / "table2" / "smoke" / "run.json").read_text())
-    assert record["exit_status"] == 3 and record["wall_s"] > 0 and record["profile"] == "smoke"
+    assert record["exit_status"] == 3 and record["wall_s"] >= 0 and record["profile"] == "smoke"
     assert record["provenance"]["torch"]
     assert report.load(report.BY_NAME["table2"], "smoke", tmp_path).status == "no results (last run exited 3)"
     assert report.check("smoke", tmp_path) == 1
+
+
+def test_run_runs_what_a_target_needs_first(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROFILE", "smoke")
+    calls = []
+    monkeypatch.setattr(report.subprocess, "call", lambda command, env: calls.append(command[2]) or 0)
+    assert report.run("figure1", [], tmp_path) == 0
+    assert calls == ["artifact.table5_data_poisoning", "artifact.figure1_data_poisoning_fits"]
+    calls.clear()
+    (tmp_path / "table5" / "smoke" / "table5.csv").write_text("method\n")      # Table 5's results exist now
+    assert report.run("figure1", [], tmp_path) == 0 and calls == ["artifact.figure1_data_poisoning_fits"]
 
 
 def test_check_with_nothing_stored_says_so(tmp_path, capsys):

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mnog.report import check, compare, comparison_markdown, load_paper_table
+from mnog.compare import check, compare, comparison_markdown, load_paper_table
 from mnog.results import RecordStore
 from mnog.sweep import Job, central_range, method_grid, run_sweep, select_best, summarize
 

@@ -53,9 +53,13 @@ def describe(rule: str) -> str:
         rule, f"median ≥ {rule.removeprefix('at_least:')}")
 
 
-def stats(paper: pd.DataFrame) -> tuple[str, ...]:
-    """The statistics a paper table reports: ("mean", "se") or ("median", "low", "high")."""
-    return ("mean", "se") if "se" in paper.columns else ("median", "low", "high")
+def stats(table: pd.DataFrame) -> tuple[str, ...]:
+    """The statistics a paper table reports: ("mean", "se") or ("median", "low", "high"); for a
+    comparison (`compare`'s output, which holds all of ours), those of its paper side."""
+    columns = set(table.columns)
+    if any(c.endswith("_paper") for c in columns):
+        return ("mean", "se") if "se_paper" in columns else ("median", "low", "high")
+    return ("mean", "se") if "se" in columns else ("median", "low", "high")
 
 
 def compare(ours: pd.DataFrame, paper: pd.DataFrame, keys: list[str]) -> pd.DataFrame:

@@ -1,0 +1,164 @@
+"""Multi-Class Label Erasure (SPEC §7): its settings, profiles, data and models.
+
+Two targets run this experiment, Figures 2 and 6-14 (`artifact/figure2_label_erasure.py`:
+sweeps, frontiers, claims) and Table 3 (`artifact/table3_runtime.py`: one timed epoch of every
+method on Figure 7's trials), so its declaration lives here, in the core, and both scripts
+build the same `LabelErasure` from the same profiles: Table 3 finds Figure 7's cached models
+because they are the same cache entries.
+
+D_r: the gray copy of every training image; D_f: a random p_color fraction of the red copies
+plus, drawn independently, the same fraction of the green copies (as the authors' code).
+Labels (content class, color ∈ {gray, red, green}). Per trial, the initial model trains on
+D_r ∪ D_f and the ground-truth (GT) model on D_r (mnog.training.label_erasure_recipe),
+both cached by a hash of everything that determines them. Metrics (eval mode, the test
+set): retain quality, the fraction of gray copies whose class and color are both right;
+forget-quality error, the mean of (1 − p(gray | x))² over the gray, red and green copies.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import torch
+
+import mnog
+from mnog.colors import CIFAR_NORM, ERASURE_RGB, GRAY, GREEN, IMAGENET_NORM, RED, ColoredImages, concat
+from mnog.compare import PAPER_TABLES
+from mnog.config import field
+from mnog.datasets import DATASETS, load_image_data
+from mnog.experiment import Experiment, Prepared, Trial
+from mnog.methods import paper_methods
+from mnog.metrics import erasure_metrics
+from mnog.models import ColorResNet
+from mnog.results import RESULTS, stable_hash
+from mnog.sweep import ImageSweepConfig, search_grid
+from mnog.tasks import Task
+from mnog.training import label_erasure_recipe, train_cached
+
+SETTINGS = json.loads((PAPER_TABLES / "label_erasure.json").read_text())
+METHODS = paper_methods()
+
+
+@dataclass(frozen=True)
+class Config(ImageSweepConfig):  # + trials, width, grid_values, n_pert, device, the protocol options (mnog.sweep)
+    figure: str = field("2", "2 (the settings of Figures 6 and 7) or 6 ... 14",
+                        choices=("2", *SETTINGS["settings"]))
+    dataset: str = field("", "replace every setting's data set (cpu: fashion_mnist; smoke: synthetic)",
+                         choices=("", *DATASETS))
+    train_epochs: int = field(100, "epochs of the SPEC §7 recipe for the initial and GT models", minimum=1)
+    batch_size: int = field(0, "unlearning batch size (0: 256 for CIFAR-10, 512 for Tiny ImageNet)", minimum=0)
+    methods: tuple[str, ...] = field(METHODS, "methods to run", choices=METHODS)
+    enforce: bool = field(True, "exit 1 when a claim fails")
+
+
+PROFILES = {
+    "paper": Config(),
+    # Every setting on colored Fashion-MNIST (1,000 images per class) with a width-16
+    # ResNet-18 and a 6-epoch recipe; batch 64 gives the paper's 4 forget batches per epoch.
+    "cpu": Config(dataset="fashion_mnist", per_class=1000, test_per_class=50, width=16, train_epochs=6,
+                  batch_size=64, trials=2, grid_values=2, n_pert=20, enforce=False),
+    "smoke": Config(dataset="synthetic", per_class=100, test_per_class=10, width=8, train_epochs=2, batch_size=32,
+                    trials=2, grid_values=1, n_pert=10, enforce=False),
+}
+
+
+def figures(cfg: Config) -> list[str]:
+    """The settings a run shows: Figure 2's two panels (Figures 6 and 7's), or one figure's."""
+    return SETTINGS["figure2"] if cfg.figure == "2" else [cfg.figure]
+
+
+class Setting:
+    """One panel: the paper's (dataset, p_color, p_retain, T, grid), with the profile's data."""
+
+    def __init__(self, cfg: Config, figure: str):
+        spec = SETTINGS["settings"][figure]
+        self.figure, self.paper_dataset = figure, spec["dataset"]
+        self.dataset = cfg.dataset or spec["dataset"]
+        self.p_color, self.p_retain, self.epochs = spec["p_color"], spec["p_retain"], spec["epochs"]
+        self.grid, self.grid_source = search_grid("label_erasure", figure, spec["grid"], cfg.grids)
+        self.tiny = self.dataset == "tiny_imagenet"  # ResNet-50 from ImageNet weights, ImageNet statistics
+        self.norm = IMAGENET_NORM if self.tiny else CIFAR_NORM
+        self.batch_size = cfg.batch_size or (512 if self.tiny else 256)
+
+    def label(self) -> str:
+        return f"{self.dataset}, p_color {self.p_color:g}, p_retain {self.p_retain:g}, T = {self.epochs}"
+
+
+def erasure_sets(setting: Setting, images, labels, seed: int) -> tuple[ColoredImages, ColoredImages]:
+    """(D_r, D_f) of one trial: gray copies of everything; p_color of the red copies and,
+    drawn independently, p_color of the green copies (as the authors' code)."""
+    generator = torch.Generator().manual_seed(seed)
+    count = int(setting.p_color * len(labels))
+    picks = [torch.randperm(len(labels), generator=generator)[:count] for _ in (RED, GREEN)]
+    index = torch.cat(picks)
+    colors = torch.cat([torch.full((count,), RED), torch.full((count,), GREEN)])
+    retain = ColoredImages(images, colors=torch.full_like(labels, GRAY), labels=(labels, torch.full_like(labels, GRAY)),
+                           palette=ERASURE_RGB, norm=setting.norm)
+    forget = ColoredImages(images[index], colors=colors, labels=(labels[index], colors), palette=ERASURE_RGB,
+                           norm=setting.norm)
+    return retain, forget
+
+
+@dataclass(frozen=True)
+class LabelErasure(Experiment):
+    """One setting (figure) of Label Erasure at one configuration."""
+    cfg: Config
+    figure: str
+    store = "label_erasure"
+    metrics = ("retain_quality", "forget_error")
+
+    @property
+    def panel(self) -> Setting:
+        return Setting(self.cfg, self.figure)
+
+    @property
+    def task(self) -> Task:
+        return Task("cross_entropy", logit_clamp=self.cfg.logit_clamp)
+
+    def setting(self) -> dict:
+        cfg, s = self.cfg, self.panel
+        return {"experiment": "label_erasure", "mnog": mnog.__version__, "dataset": s.dataset,
+                "recipe_dataset": s.paper_dataset, "per_class": cfg.per_class, "test_per_class": cfg.test_per_class,
+                "width": cfg.width, "train_epochs": cfg.train_epochs, "p_color": s.p_color, "p_retain": s.p_retain,
+                "batch_size": s.batch_size, "logit_clamp": cfg.logit_clamp, "device": self.device().type,
+                "precision": cfg.precision, "bn_stats": cfg.bn_stats}
+
+    def protocol(self) -> dict:
+        s = self.panel
+        return {"batch_size": s.batch_size, "p_retain": s.p_retain, "bn_stats": self.cfg.bn_stats}
+
+    def prepare(self) -> Prepared:
+        """Each trial's D_r, D_f, initial and GT model (trained once, then cached), on the
+        device; the test set for the metrics."""
+        cfg, setting, dev = self.cfg, self.panel, self.device()
+        data = load_image_data(setting.dataset, per_class=cfg.per_class, test_per_class=cfg.test_per_class)
+        classes = int(data.train_labels.max()) + 1
+        trials = {}
+        for seed in self.seeds():
+            retain, forget = erasure_sets(setting, data.train_images, data.train_labels, seed)
+            retain, forget = retain.to(dev), forget.to(dev)
+            initial, gt = self._models(setting, retain, forget, seed, classes)
+            trials[seed] = Trial(seed, initial, (retain.inputs(), retain.targets()), (forget.inputs(), forget.targets()),
+                                 {"gt": gt})
+        return Prepared(trials, (data.test_images.to(dev), data.test_labels.to(dev), classes))
+
+    def _models(self, setting: Setting, retain: ColoredImages, forget: ColoredImages, seed: int, classes: int):
+        cfg = self.cfg
+        recipe = setting.paper_dataset if not cfg.dataset else "cifar10"  # substituted data: CIFAR-10's recipe
+        models = {}
+        for name, data in [("initial", concat(retain, forget)), ("gt", retain)]:
+            spec = {"dataset": setting.dataset, "per_class": cfg.per_class, "p_color": setting.p_color,
+                    "recipe": recipe, "epochs": cfg.train_epochs, "width": cfg.width, "seed": seed, "model": name,
+                    "data": len(data), "precision": cfg.precision, "mnog": mnog.__version__}
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                model = (ColorResNet(50, heads=(classes, 3), imagenet=True) if setting.tiny
+                         else ColorResNet(18, heads=(classes, 3), width=cfg.width)).to(retain.images.device)
+            sgd, phases = label_erasure_recipe(recipe, data, cfg.train_epochs, ground_truth=name == "gt")
+            models[name] = train_cached(RESULTS / "cache" / f"erasure-{stable_hash(spec)}.pt", model, phases, sgd,
+                                        seed=seed, desc=f"trial {seed}: {name} model", precision=cfg.precision)
+        return models["initial"], models["gt"]
+
+    def score(self, model, prepared: Prepared) -> dict[str, float]:
+        images, labels, _ = prepared.evaluation
+        return dict(zip(self.metrics, erasure_metrics(model, images, labels, self.panel.norm)))

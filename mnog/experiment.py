@@ -1,0 +1,183 @@
+"""One interface for the paper's experiments: a script declares what is its own, the core does
+what every experiment repeats.
+
+An artifact script subclasses `Experiment` as a frozen dataclass holding its configuration:
+
+    @dataclass(frozen=True)
+    class LabelErasure(Experiment):
+        cfg: Config
+        store = "label_erasure"                      # results/label_erasure/records.jsonl
+        metrics = ("retain_quality", "forget_error")
+
+        def setting(self): ...        # everything besides (method, T, config, trial) that determines a record
+        def prepare(self): ...        # the data and the trained models every job needs -> Prepared
+        def score(self, model, prepared): ...          # {metric: value} of one unlearned model
+        task = Task("cross_entropy", logit_clamp=30)   # the loss of mnog.unlearn
+        def protocol(self): ...       # mnog.unlearn's batching: batch_size, p_retain, bn_stats
+
+and runs `sweep(experiment, jobs, executor_options, desc)`. The core owns the rest:
+
+* `prepared(experiment)`: `prepare()` once per process. The driver trains what is missing
+  (every model is cached by a hash of what determines it: mnog.training.cached_state); a
+  sweep's worker only loads (`load_only`): it never trains.
+* `Experiment.run(prepared, job, seeds)`: each trial's initial model copied and unlearned by
+  the job, seeded by one convention (`job_seed`: a hash of the job's key; D'_r from the trial
+  alone, `mnog.sweep.retain_seed`), scored; a run that diverges is recorded as such. An
+  experiment that runs its trials together (Table 5's ensembles) overrides `run`.
+* `sweep`: the record store, the executor, resuming, and the records (mnog.sweep.run_sweep);
+  selection and publishing are mnog.sweep.select_best and mnog.compare.publish.
+
+Experiment instances travel to worker processes and Ray tasks by pickle, their class by module
+name: scripts run as `python -m artifact.<name>` and end with `script_main(__spec__)`, which
+runs the importable module (not `__main__`) so that workers find the same classes.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import importlib
+import sys
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from mnog.errors import NonFiniteError, cli
+from mnog.executors import ExecutorConfig, from_config, job_device
+from mnog.loop import UnlearnResult, unlearn
+from mnog.results import RESULTS, RecordStore
+from mnog.sweep import Job, Metrics, Runner, diverged_metrics, retain_seed, run_sweep
+from mnog.tasks import Task
+from mnog.training import load_only
+
+
+@dataclass(frozen=True, eq=False)
+class Trial:
+    """One trial: its seed, the initial model θ* and what `mnog.unlearn` takes."""
+    seed: int
+    initial: nn.Module
+    retain: tuple       # (inputs, targets): D_r (D'_r is drawn from it, per trial)
+    forget: tuple       # (inputs, targets): D_f
+    references: dict[str, nn.Module] = field(default_factory=dict)   # e.g. {"gt": the ground-truth model}
+
+
+@dataclass(frozen=True, eq=False)
+class Prepared:
+    """What every job of an experiment needs, built once per process: the trials by seed and
+    whatever the scoring reads (a test set)."""
+    trials: dict[int, Trial]
+    evaluation: Any = None
+
+
+def job_seed(job: Job, setting: dict, trial: int) -> int:
+    """The seed of every random draw of `job` on `trial` (batches, subsamples, noise): a hash
+    of the job's key, so the same wherever and whenever it runs. Trials run together as one
+    ensemble use trial = -1."""
+    return int(job.key(setting, trial), 16) % 2**63
+
+
+class Experiment:
+    """What an experiment declares (see the module's docstring); subclasses are frozen
+    dataclasses whose first field `cfg` is the script's configuration."""
+    store: ClassVar[str]                  # the record store: results/<store>/records.jsonl
+    metrics: ClassVar[tuple[str, ...]]    # the names `score` returns
+    task: ClassVar[Task]
+
+    def setting(self) -> dict:
+        raise NotImplementedError
+
+    def seeds(self) -> list[int]:
+        """The trials' seeds: cfg.first_seed, cfg.first_seed + 1, ... (cfg.trials of them)."""
+        return list(range(self.cfg.first_seed, self.cfg.first_seed + self.cfg.trials))
+
+    def device(self) -> torch.device:
+        return resolve_device(self.cfg.device)
+
+    def prepare(self) -> Prepared:
+        raise NotImplementedError
+
+    def score(self, model: nn.Module, prepared: Prepared) -> dict[str, float]:
+        raise NotImplementedError
+
+    def protocol(self) -> dict:
+        """mnog.unlearn's keyword arguments besides the job's (batch_size, p_retain, bn_stats)."""
+        return {}
+
+    # -- what the core does ------------------------------------------------------------------
+    def unlearned(self, job: Job, trial: Trial) -> tuple[nn.Module, UnlearnResult]:
+        """A copy of the trial's initial model unlearned by `job` (NonFiniteError if it diverged)."""
+        model = copy.deepcopy(trial.initial)
+        result = unlearn(model, job.method, forget=trial.forget, retain=trial.retain, loss=self.task,
+                         epochs=job.epochs, seed=job_seed(job, self.setting(), trial.seed),
+                         retain_seed=retain_seed(trial.seed), **self.protocol(), **job.config)
+        return model, result
+
+    def run(self, prepared: Prepared, job: Job, seeds: list[int]) -> Metrics:
+        """One job on the given trials: {seed: metrics}; a diverged trial gets NaN metrics."""
+        out = {}
+        for seed in seeds:
+            try:
+                model, _ = self.unlearned(job, prepared.trials[seed])
+            except NonFiniteError:
+                out[seed] = diverged_metrics(self.metrics)
+                continue
+            out[seed] = self.score(model, prepared)
+        return out
+
+
+def resolve_device(name: str) -> torch.device:
+    """A config's device: "auto" is cuda when one is visible, else cpu."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@functools.lru_cache(maxsize=1)
+def prepared(experiment: Experiment) -> Prepared:
+    """`experiment.prepare()`, once per process (the last experiment's)."""
+    return experiment.prepare()
+
+
+def _load(experiment: Experiment) -> Prepared:
+    """A worker's trials: loaded, never trained (the driver trained them before the sweep)."""
+    with load_only():
+        return prepared(experiment)
+
+
+def _run(experiment: Experiment, state: Prepared, job: Job, seeds: list[int]) -> Metrics:
+    return experiment.run(state, job, seeds)
+
+
+def sweep(experiment: Experiment, jobs: list[Job], options: ExecutorConfig, desc: str) -> list[dict]:
+    """Every record of `jobs` on the experiment's trials, running on the executor `options`
+    names whatever the record store lacks (mnog.sweep.run_sweep: resumable, one writer)."""
+    prepared(experiment)                        # the driver trains (or loads) every model first
+    device = experiment.device()
+    # Workers see their device as the driver chose it (one GPU each: "cuda").
+    for_workers = experiment if options.executor == "serial" else _on_device(experiment, job_device(options, device))
+    if options.executor != "serial":
+        prepared.cache_clear()                  # the workers load their own copies
+    store = RecordStore(RESULTS / experiment.store / "records.jsonl")
+    with from_config(options, gpu=device.type == "cuda") as executor:
+        return run_sweep(jobs, experiment.seeds(), Runner(_load, _run, for_workers), store, experiment.setting(), desc,
+                         executor)
+
+
+def _on_device(experiment: Experiment, device: str) -> Experiment:
+    if experiment.cfg.device == device:
+        return experiment
+    return dataclasses.replace(experiment, cfg=dataclasses.replace(experiment.cfg, device=device))
+
+
+def script_main(spec) -> None:
+    """The `__main__` block of every artifact script: `script_main(__spec__)`. Runs the
+    importable module's `main` (so that worker processes and Ray unpickle its classes by
+    module name), known errors as one line with exit status 2 (mnog.errors.cli)."""
+    if spec is None:
+        sys.exit("run the artifact scripts as modules: python -m artifact.<name> (or through make)")
+    module = importlib.import_module(spec.name)
+    sys.exit(cli(module.main))
+
+
