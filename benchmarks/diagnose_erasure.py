@@ -37,7 +37,8 @@ def main(argv=None) -> None:
     parser.add_argument("--figure", default="6")
     parser.add_argument("--dataset", default="", help="as the figure scripts' --dataset (empty: the profile's)")
     parser.add_argument("--eta", type=float, default=1e-3, help="η of both methods")
-    parser.add_argument("--lambda-reg", type=float, default=0.1, help="MinNorm-OG's λ_reg")
+    parser.add_argument("--lambda-reg", type=float, default=1e-3,
+                        help="MinNorm-OG's λ_reg (default: its closest configuration at Figure 6's cpu profile)")
     parser.add_argument("--gamma-reg", type=float, default=0.8, help="MinNorm-OG's γ_reg")
     args = parser.parse_args(argv)
     cfg = PROFILES[args.profile]

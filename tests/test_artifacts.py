@@ -168,6 +168,21 @@ def test_label_erasure_smoke_plots_frontiers_and_table3_times_every_method(tmp_p
     assert all((r["config"]["mask_loss"], r["config"]["unmasked"]) == ("batch_sum", "decay")
                for r in stored if r["method"] == "SalUn")
     assert all(r["config"]["order"] == "project_first" for r in stored if r["method"] == "MinNorm-OG")
+    fit = json.loads((out / "config.json").read_text())["initial"]["6"]["fit"]  # the regime: does θ* interpolate?
+    assert set(fit) == {"initial on D_r", "initial on D_f", "GT on D_r"}
+    assert all(0 <= v <= 1 for f in fit.values() for v in f.values()) and "train accuracy" in proc.stdout
+
+    diagnosis = subprocess.run([sys.executable, "-m", "benchmarks.diagnose_erasure", "--profile", "smoke"], cwd=ROOT,
+                               env=env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert diagnosis.returncode == 0, diagnosis.stderr[-3000:]
+    assert "initial model" not in diagnosis.stderr                     # it reads the figure's cached models
+    steps = pd.read_csv(tmp_path / "diagnostics" / "figure6-smoke" / "steps.csv")
+    projections = pd.read_csv(tmp_path / "diagnostics" / "figure6-smoke" / "projections.csv")
+    per_run = steps.groupby(["bn_stats", "trial", "method"])["step"].agg(list)
+    assert len(per_run) == 2 * 2 * 2 and all(s == list(range(len(s))) and len(s) > 1 for s in per_run)
+    assert len(projections) == 2 * 2 * (len(per_run.iloc[0]) - 1)     # MinNorm-OG projects before every step
+    assert ((projections["rank"] <= projections["k"]) & (projections["orthogonal_share"] > 0)
+            & (projections["orthogonal_share"] <= 1)).all()
 
     proc = run("table3_runtime", tmp_path)                            # reuses the cached initial models
     table = pd.read_csv(tmp_path / "table3" / "smoke" / "table3.csv")
