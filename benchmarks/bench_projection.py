@@ -8,8 +8,14 @@ between the two) on the Data Poisoning MLP and on a CIFAR-sized ColorResNet-18 (
 two heads, BatchNorm in train mode); the projection step (float64 QR of G, as the authors,
 against our float64 Gram solve and the MLP's factored "linear" path); one MinNorm-OG step
 against one GD step on the MLP, alone and as an ensemble of the 10 trials. Times are the
-median of repeats (single runs for the slow ResNet-18 references). Writes
-results/bench/projection.json.
+median of repeats (single runs for the slow ResNet-18 references).
+
+With eval-mode BatchNorm (bn_mode="eval", issue 14): G + projection of a two-head
+ColorResNet-18 (`--width`, 32×32, 50 images: 100 rows) by the materialized path (torch.func
+vmap of per-sample jacrev) against the layerwise path, and one MinNorm-OG step (projection
+of the 50-image subsample, then the AdamW step of a 256-image batch) against one GD step,
+each the median of `--repeats` interleaved runs. `--layerwise` runs only these rows
+(results/bench/projection-layerwise-<device>.json). Writes results/bench/projection-<device>.json.
 """
 from __future__ import annotations
 
@@ -117,14 +123,78 @@ def max_diff(a, b) -> float:
     return max(float((x - y).abs().max()) for x, y in zip(a.split(8), b.split(8)))
 
 
+def interleaved(fns: dict, repeats: int, warmup: int = 1) -> dict[str, float]:
+    """Median seconds of each function, the repeats taken in turn (fair under changing load)."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            _sync()
+            start = time.perf_counter()
+            fn()
+            _sync()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def layerwise_rows(rows: Rows, device, width: int, repeats: int) -> None:
+    """ColorResNet-18 with eval-mode BatchNorm: the materialized against the layerwise path."""
+    g = torch.Generator().manual_seed(0)
+    net = ColorResNet(18, heads=(10, 3), width=width).to(device).train()
+    with torch.no_grad():                                  # running statistics of a few batches
+        for _ in range(3):
+            net(torch.randn(64, 3, 32, 32, generator=g).to(device))
+    subsample = torch.randn(50, 3, 32, 32, generator=g).to(device)
+    d = sum(p.numel() for p in net.parameters())
+    spans = {path: (lambda path=path: projection.span_projection(net, subsample, CE, path=path, bn_mode="eval"))
+             for path in ("materialized", "layerwise")}
+    seconds = interleaved(spans, repeats)
+    p_mat, p_lw = (torch.cat([t.flatten() for t in spans[path]()[0].values()])
+                   for path in ("materialized", "layerwise"))
+    rows.append([f"G + projection, ResNet-18 (width {width}), 2 heads (100 × {d:,}), BN eval",
+                 "materialized (vmap of jacrev)", seconds["materialized"], "layerwise", seconds["layerwise"],
+                 f"{seconds['materialized'] / seconds['layerwise']:.1f}× faster, rel. diff {rel(p_lw, p_mat):.1e}"])
+
+    # One step of the unlearning loop: AdamW on a batch of 256 (model in train mode); MinNorm-OG
+    # first projects (bn_mode="eval", 50-image subsample: the n_pert = 50 of Table 3's extra rows).
+    batch = torch.randn(256, 3, 32, 32, generator=g).to(device)
+    labels = (torch.randint(10, (256,), generator=g).to(device), torch.randint(3, (256,), generator=g).to(device))
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-5)
+
+    def gd_step():
+        optimizer.zero_grad()
+        CE.loss(net(batch), labels).backward()
+        optimizer.step()
+
+    def minnorm_step(path):
+        projection.project_out(net, subsample, CE, 0.1, bn_mode="eval", path=path)
+        gd_step()
+
+    steps = interleaved({"GD": gd_step, "layerwise": lambda: minnorm_step("layerwise"),
+                         "materialized": lambda: minnorm_step("materialized")}, repeats)
+    for path in ("layerwise", "materialized"):
+        rows.append([f"one step, ResNet-18 (width {width}), batch 256, n_pert 50, BN eval", "GD step", steps["GD"],
+                     f"MinNorm-OG step ({path})", steps[path], f"{steps[path] / steps['GD']:.1f}× GD"])
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="skip the ResNet-18 rows")
+    parser.add_argument("--layerwise", action="store_true",
+                        help="only the eval-mode BatchNorm ResNet-18 rows (materialized against layerwise)")
+    parser.add_argument("--width", type=int, default=64, help="ResNet-18 width of the eval-mode BatchNorm rows")
+    parser.add_argument("--repeats", type=int, default=0, help="repeats of those rows (0: 3 on a CPU, 10 on a GPU)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     torch.set_flush_denormal(True)
     device = torch.device(args.device)
+    layerwise_repeats = args.repeats or (10 if device.type == "cuda" else 3)
     rows = Rows()
+    if args.layerwise:
+        layerwise_rows(rows, device, args.width, layerwise_repeats)
+        return report(rows, device, "projection-layerwise")
 
     # ---- the Data Poisoning MLP, trained on trial 1 for 20,000 epochs (G's conditioning, ----
     # ---- cond ≈ 2e7, is that of a trained model, not of a random initialization) -----------
@@ -182,12 +252,17 @@ def main(argv=None) -> int:
             t_ours, _ = timed(lambda: projection.span_projection(net, images, CE, bn_mode=bn_mode), repeats, warm)
             rows.append([f"G + projection, ResNet-18 (50 rows), BN {bn_mode}", "loop + QR", t_loop + t_qr,
                          "span_projection", t_ours, f"{(t_loop + t_qr) / t_ours:.1f}× faster"])
+        del net, theta
+        layerwise_rows(rows, device, args.width, layerwise_repeats)
+    return report(rows, device)
 
+
+def report(rows: Rows, device, stem: str = "projection") -> int:
     table = [[name, ref, _fmt(tr), ours, _fmt(to), note] for name, ref, tr, ours, to, note in rows]
     print()
     print(f"device: {device_name()} · torch {torch.__version__} · threads {torch.get_num_threads()}")
     print(tabulate(table, headers=["quantity", "reference", "s", "ours", "s", "note"], tablefmt="github"))
-    write_json(RESULTS / "bench" / f"projection-{device.type}.json",
+    write_json(RESULTS / "bench" / f"{stem}-{device.type}.json",
                {"device": device_name(), "rows": list(rows), "provenance": provenance()})
     return 0
 

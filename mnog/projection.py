@@ -5,7 +5,7 @@ outputs on a retain subsample (one per sample and head: the regression output, o
 maximum logit). P_G(θ) = G c where (GᵀG) c = Gᵀθ. Everything is vectorized with
 torch.func; nothing loops over samples.
 
-Two ways to get the three ingredients GᵀG (k×k), Gᵀθ (k) and G c (d):
+Three ways to get the three ingredients GᵀG (k×k), Gᵀθ (k) and G c (d):
 
 * "linear": an `nn.Sequential` of `nn.Linear` layers and elementwise activations (the Data
   Poisoning MLP). Layer l's part of a per-sample gradient is the outer product δ_i a_iᵀ of
@@ -15,6 +15,13 @@ Two ways to get the three ingredients GᵀG (k×k), Gᵀθ (k) and G c (d):
   (the "ghost norm" identity of per-sample gradient clipping: Goodfellow 2015, Li et al.
   2022). One forward and one backward pass give Δ, A and Z; G is never formed, so a
   projection costs about one GD step instead of O(d·k²).
+* "layerwise": models whose samples are independent (no BatchNorm with batch statistics)
+  built from nn.Linear, nn.Conv2d and eval-mode BatchNorm layers and parameter-free ones
+  (ColorResNet with bn_mode="eval"). One forward with hooks and one backward pass per head
+  give every layer's inputs and per-sample output signals; per layer, the rows of G are
+  formed a few output channels at a time (or their Gram block by the same identity as
+  above, where cheaper), GᵀG and Gᵀθ accumulated, and after the solve G c is one weight
+  gradient of the batch with the signals reweighted by c. G is never held whole.
 * "materialized": any model. G is built block by block (one block per parameter) with
   jacrev, then GᵀG is accumulated in float64 over column chunks. BatchNorm: with
   bn_mode="batch" (default, as the authors' code) the subsample goes through one batched
@@ -22,6 +29,9 @@ Two ways to get the three ingredients GᵀG (k×k), Gᵀθ (k) and G c (d):
   Jacobian of the batched outputs; with bn_mode="eval" each sample's gradient is taken
   alone in eval mode (running statistics). Without train-mode BatchNorm the two agree and
   the cheaper per-sample vmap is used.
+
+path="auto" takes "linear" for a linear chain, else "layerwise" where it applies, else
+"materialized" (`resolve_path`).
 
 The k×k system is solved in float64 (solver "gram": eigendecomposition, directions with
 eigenvalue below rtol·λ_max count as rank-deficient), or by Householder QR of G in float64
@@ -38,15 +48,18 @@ from typing import Literal
 import numpy as np
 import scipy.linalg
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, jacrev, vjp, vmap
+from torch.overrides import TorchFunctionMode
+from torch.utils import _pytree as pytree
 
 from mnog.chains import chain_forward, is_linear_chain
 from mnog.ensemble import Ensemble
 from mnog.errors import NonFiniteError
 from mnog.tasks import Task
 
-Path = Literal["auto", "linear", "materialized"]
+Path = Literal["auto", "linear", "layerwise", "materialized"]
 Solver = Literal["gram", "qr"]
 BNMode = Literal["batch", "eval"]
 Precision = Literal["float32", "float64"]
@@ -58,6 +71,7 @@ Precision = Literal["float32", "float64"]
 RTOL = 1e-15
 COLUMN_CHUNK = 1 << 18  # float64 columns of G converted at a time when forming GᵀG
 ROW_BUDGET = 1 << 27    # chunk_size=None: G is computed in chunks of ≤ 2^27 floats (512 MiB) per head
+LAYER_BUDGET = 1 << 26  # layerwise: ≤ 2^26 entries per piece of one layer's per-sample gradients
 
 
 def couples_samples(model: nn.Module) -> bool:
@@ -109,8 +123,8 @@ def span_projection(model: nn.Module, inputs: Tensor, task: Task, *, path: Path 
                     rtol: float = RTOL, chunk_size: int | None = None) -> tuple[dict[str, Tensor], Tensor, Tensor]:
     """P_G(θ) for every trainable parameter, the numerical rank of G, and a finiteness flag
     (false when G, GᵀG, Gᵀθ or the result holds NaN/Inf)."""
-    if path not in ("auto", "linear", "materialized"):
-        raise ValueError(f"unknown path {path!r}; choose 'auto', 'linear' or 'materialized'")
+    if path not in ("auto", "linear", "layerwise", "materialized"):
+        raise ValueError(f"unknown path {path!r}; choose 'auto', 'linear', 'layerwise' or 'materialized'")
     if solver not in ("gram", "qr"):
         raise ValueError(f"unknown solver {solver!r}; choose 'gram' or 'qr'")
     if bn_mode not in ("batch", "eval"):
@@ -124,18 +138,11 @@ def span_projection(model: nn.Module, inputs: Tensor, task: Task, *, path: Path 
         params = trainable_parameters(model)
         return ({n: torch.zeros_like(p) for n, p in params.items()}, torch.zeros((), dtype=torch.long),
                 torch.ones((), dtype=torch.bool))
-    if path == "auto":  # an explicit solver wins: QR needs the materialized G
-        linear = is_linear_chain(base) and solver != "qr"
-    else:
-        linear = path == "linear"
-    if linear and not is_linear_chain(base):
-        raise ValueError("path='linear' needs an nn.Sequential of nn.Linear layers and elementwise activations")
-    if linear and solver == "qr":
-        raise ValueError("solver='qr' needs the materialized G; use path='materialized' (or 'auto')")
+    chosen = resolve_path(model, path, solver, bn_mode)
     trainable = [n for n, p in base.named_parameters() if p.requires_grad]
 
     ensemble = isinstance(model, Ensemble)
-    if ensemble and not linear and solver == "qr":
+    if ensemble and chosen == "materialized" and solver == "qr":
         raise ValueError("solver='qr' (the reference solve, through SciPy) takes one model at a time, not an Ensemble")
     state = model.stacked_parameters() if ensemble else dict(model.named_parameters())
     buffers = model.stacked_buffers() if ensemble else dict(model.named_buffers())
@@ -143,8 +150,15 @@ def span_projection(model: nn.Module, inputs: Tensor, task: Task, *, path: Path 
         state = {n: t.detach().double() for n, t in state.items()}
         buffers = {n: b.double() if b.is_floating_point() else b for n, b in buffers.items()}
         inputs = inputs.double()
-    if linear:  # batched over ensemble members natively
+    if chosen == "linear":  # batched over ensemble members natively
         return _linear_chain_span(base, state, trainable, inputs, task, rtol)
+    if chosen == "layerwise":
+        try:
+            with _mode(base, bn_mode):
+                return _layerwise_span(base, state, buffers, trainable, inputs, task, rtol)
+        except _NotLayerwise as problem:  # found only while running the forward
+            if path == "layerwise":
+                raise ValueError(f"path='layerwise' cannot take this model: {problem}") from None
 
     def one_model(state: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor):
         return _materialized_span(base, state, buffers, trainable, x, task, rtol, solver, chunk_size,
@@ -154,6 +168,27 @@ def span_projection(model: nn.Module, inputs: Tensor, task: Task, *, path: Path 
         if ensemble:
             return vmap(one_model)(state, buffers, inputs)
         return one_model(state, buffers, inputs)
+
+
+def resolve_path(model: nn.Module, path: Path = "auto", solver: Solver = "gram", bn_mode: BNMode = "batch") -> str:
+    """The path span_projection takes: "auto" picks "linear" for a linear chain, "layerwise"
+    for any other model whose samples are independent and whose trainable parameters all sit
+    in supported layers (`layerwise_obstacle`), else "materialized"; solver="qr" needs G
+    itself, so it always takes "materialized". An explicit path that cannot work raises."""
+    base = model.base if isinstance(model, Ensemble) else model
+    if path == "auto":
+        if solver == "qr":
+            return "materialized"
+        if is_linear_chain(base):
+            return "linear"
+        return "layerwise" if layerwise_obstacle(model, bn_mode) is None else "materialized"
+    if path == "linear" and not is_linear_chain(base):
+        raise ValueError("path='linear' needs an nn.Sequential of nn.Linear layers and elementwise activations")
+    if path in ("linear", "layerwise") and solver == "qr":
+        raise ValueError(f"solver='qr' needs the materialized G; use path='materialized' (or 'auto'), not {path!r}")
+    if path == "layerwise" and (obstacle := layerwise_obstacle(model, bn_mode)) is not None:
+        raise ValueError(f"path='layerwise' cannot take this model: {obstacle}")
+    return path
 
 
 @torch.no_grad()
@@ -226,6 +261,333 @@ def _linear_chain_span(chain: nn.Sequential, state: dict[str, Tensor], trainable
 
 
 # ---------------------------------------------------------------------------------------
+# The "layerwise" path: per-sample gradients one layer at a time
+# ---------------------------------------------------------------------------------------
+#
+# Samples are independent (no BatchNorm with batch statistics), so one backward pass of a
+# head's summed output Σ_i f_{h,i} gives every sample's signal δ_{l,h,i} = ∂f_{h,i}/∂z_{l,i}
+# at every layer output z_l. With a layer's input unfolded into U_{l,i} (p × L: im2col for a
+# convolution, L output positions; L = 1 for a Linear layer on vectors), the layer's part of
+# row (h, i) of G is δ_{l,h,i} U_{l,i}ᵀ (q × p), as in Opacus' per-sample gradients.
+# Per layer, either those rows are formed (k × q·p, in pieces of output channels) and their
+# Gram matrix and products with θ accumulated, or, where cheaper (few positions L: the last
+# stage of a ResNet, every Linear layer on vectors), the "ghost" identity
+#     ⟨g_a, g_b⟩_l = Σ_{t,t'} (δ_aᵀ δ_b)_{tt'} (U_aᵀ U_b)_{tt'}
+# gives the Gram block without them (Li et al. 2022, Bu et al. 2023). After the solve,
+#     (G c)_l = Σ_i (Σ_h c_{h,i} δ_{l,h,i}) U_{l,i}ᵀ
+# is one weight gradient of the batch with the signals reweighted. G itself is never held:
+# the memory is the layers' inputs and output signals (one per head) for the subsample.
+
+_BatchNorm = nn.modules.batchnorm._BatchNorm
+
+
+class _NotLayerwise(Exception):
+    """The model does something the layerwise path cannot follow (found during its forward)."""
+
+
+def layerwise_obstacle(model: nn.Module, bn_mode: BNMode = "batch") -> str | None:
+    """Why the layerwise path cannot take `model`, or None when it can: every module that owns
+    trainable parameters must be an nn.Linear, an nn.Conv2d (groups 1, zero padding given as
+    numbers) or a BatchNorm that normalizes with its running statistics (eval mode, or
+    bn_mode="eval"), no parameter may be shared by two modules, and no BatchNorm may use
+    batch statistics (they couple the samples). Layers without trainable parameters may be
+    anything that treats samples independently along the first dimension (the per-sample
+    vmap of the materialized path assumes as much)."""
+    if isinstance(model, Ensemble):
+        return "an Ensemble (its members run under vmap; the materialized path takes it)"
+    owners: dict[int, int] = {}
+    for name, module in model.named_modules():
+        label = name or type(module).__name__
+        if isinstance(module, _BatchNorm) and ((module.training and bn_mode == "batch") or module.running_mean is None):
+            return f"{label}: BatchNorm with batch statistics couples the samples"
+        own = [p for p in module._parameters.values() if p is not None and p.requires_grad]
+        for p in own:
+            owners[id(p)] = owners.get(id(p), 0) + 1
+        if own and (reason := _unsupported_layer(module)) is not None:
+            return f"{label}: {reason}"
+    if any(count > 1 for count in owners.values()):
+        return "a trainable parameter is shared by several modules"
+    return None
+
+
+def _unsupported_layer(module: nn.Module) -> str | None:
+    kind = type(module)
+    if isinstance(module, nn.Linear) and kind.forward is nn.Linear.forward:
+        return None
+    if isinstance(module, nn.Conv2d) and kind.forward is nn.Conv2d.forward \
+            and kind._conv_forward is nn.Conv2d._conv_forward:
+        if module.groups != 1:
+            return "grouped convolution"
+        if module.padding_mode != "zeros" or isinstance(module.padding, str):
+            return f"convolution padding {module.padding!r} ({module.padding_mode})"
+        return None
+    if isinstance(module, _BatchNorm) and kind.forward is _BatchNorm.forward:
+        return None
+    return f"{kind.__name__} has trainable parameters and no per-sample rule here"
+
+
+# Tensor methods and attributes that read metadata only: no use of a parameter's values.
+_METADATA = {"size", "dim", "numel", "stride", "is_contiguous", "shape", "dtype", "device", "ndim", "layout",
+             "requires_grad", "is_leaf", "grad_fn", "is_floating_point", "is_complex"}
+
+
+class _ParameterGuard(TorchFunctionMode):
+    """Notes any use of a trainable parameter outside its own layer's forward (a parent that
+    computes x @ self.fc.weight.T, say): the hooks would miss that part of its gradient."""
+
+    def __init__(self, owners: dict[int, nn.Module]):
+        super().__init__()
+        self.owners, self.active, self.watching, self.problem = owners, None, False, None
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if self.watching and self.problem is None:
+            name = getattr(func, "__name__", "")
+            if name == "__get__":                                       # an attribute: its own name
+                name = getattr(getattr(func, "__self__", None), "__name__", name)
+            if name not in _METADATA:
+                for t in pytree.tree_leaves((args, kwargs)):
+                    if isinstance(t, Tensor) and self.owners.get(id(t), self.active) is not self.active:
+                        self.problem = f"a trainable parameter is used outside its own layer ({name})"
+        return func(*args, **kwargs)
+
+
+class _Layer:
+    """One layer's factors over all its calls in the forward (L runs over output positions,
+    then over calls): `deltas`, the output signals (heads, N, q, L); for Linear and Conv2d
+    the unfolded inputs U, (n, p, L) from `unfolded` or (p, n·L) from `unfolded_t`; for
+    BatchNorm (diagonal) x̂, (N, C, L)."""
+
+    def __init__(self, name: str, module: nn.Module, calls: list[dict], heads: int):
+        self.name, self.module = name, module
+        self.diagonal = isinstance(module, _BatchNorm)
+        self.linear = isinstance(module, nn.Linear)
+        n = calls[0]["input"].shape[0]
+        self.deltas = _cat_positions([self._signal_shape(c["delta"].view(heads, n, *c["delta"].shape[1:]))
+                                      for c in calls])
+        if self.diagonal:
+            self.normalized = _cat_positions([_normalized(c) for c in calls])
+        elif self.linear:
+            self.p = module.in_features
+            self._inputs = [c["input"].reshape(n, -1, self.p) for c in calls]           # (N, L, in)
+        else:
+            self.p = module.in_channels * module.kernel_size[0] * module.kernel_size[1]
+            ph, pw = module.padding
+            self._inputs = [F.pad(c["input"], (pw, pw, ph, ph)) for c in calls]      # (N, C, H, W), padded
+
+    def _signal_shape(self, delta: Tensor) -> Tensor:                   # (H, N, *out) -> (H, N, q, L)
+        if self.linear:
+            return delta.reshape(*delta.shape[:2], -1, delta.shape[-1]).mT
+        return delta.flatten(3) if delta.dim() > 3 else delta.unsqueeze(-1)
+
+    def _windows(self, x: Tensor) -> Tensor:
+        """im2col as a strided view (n, C, kh, kw, out_h, out_w) of a padded input: copied
+        once by the caller's reshape, 6-13× faster than F.unfold on a CPU."""
+        (kh, kw), (dh, dw), (sh, sw) = self.module.kernel_size, self.module.dilation, self.module.stride
+        n, c, h, w = x.shape
+        out_h, out_w = (h - dh * (kh - 1) - 1) // sh + 1, (w - dw * (kw - 1) - 1) // sw + 1
+        sn, sc, sy, sx = x.stride()
+        return x.as_strided((n, c, kh, kw, out_h, out_w), (sn, sc, sy * dh, sx * dw, sy * sh, sx * sw))
+
+    def unfolded(self, rows: slice) -> Tensor:
+        """U for samples `rows`: (n, p, L)."""
+        if self.linear:
+            pieces = [x[rows].mT for x in self._inputs]
+        else:
+            pieces = [(w := self._windows(x[rows])).reshape(w.shape[0], self.p, -1) for x in self._inputs]
+        return _cat_positions(pieces)
+
+    def unfolded_t(self, rows: slice, dtype: torch.dtype) -> Tensor:
+        """U for samples `rows`, transposed to (p, n·L), in `dtype`."""
+        if self.linear:
+            pieces = [x[rows].permute(2, 0, 1).to(dtype) for x in self._inputs]
+        else:
+            # Converted before the gather: 2× faster than converting the unfolded copy.
+            pieces = [self._windows(x[rows].to(dtype)).permute(1, 2, 3, 0, 4, 5).reshape(self.p, len(x[rows]), -1)
+                      for x in self._inputs]
+        return _cat_positions(pieces).reshape(self.p, -1)
+
+
+def _cat_positions(pieces: list[Tensor]) -> Tensor:
+    return pieces[0] if len(pieces) == 1 else torch.cat(pieces, -1)
+
+
+def _normalized(call: dict) -> Tensor:
+    """BatchNorm's x̂ = (x − running mean) / √(running var + ε), (N, C, L)."""
+    x = call["input"].flatten(2) if call["input"].dim() > 2 else call["input"].unsqueeze(-1)
+    return (x - call["mean"][:, None]) * (call["var"][:, None] + call["eps"]).rsqrt()
+
+
+def _layerwise_span(model, state, buffers, trainable, x, task, rtol):
+    layers, calls, heads = _capture(model, state, buffers, trainable, x, task)
+    n = x.shape[0]
+    k = heads * n
+    gram = x.new_zeros(k, k, dtype=torch.float64)
+    g_theta = x.new_zeros(k, dtype=torch.float64)
+    factors = [_Layer(name, layers[name], calls[name], heads) for name in layers if calls[name]]
+    del calls
+    # GᵀG and Gᵀθ, one layer at a time (rows head-major: h·N + i).
+    for layer in factors:
+        weight, bias = _owned(layer.name, "weight", trainable), _owned(layer.name, "bias", trainable)
+        if bias is not None:                                            # Σ_t δ per row: (k, q)
+            gram, g_theta = _accumulate(gram, g_theta, layer.deltas.sum(-1).flatten(0, 1), state[bias])
+        if weight is None:
+            continue
+        if layer.diagonal:                                              # Σ_t δ ⊙ x̂ per row: (k, C)
+            rows = (layer.deltas * layer.normalized).sum(-1).flatten(0, 1)
+            gram, g_theta = _accumulate(gram, g_theta, rows, state[weight])
+        elif _prefer_ghost(layer, k):
+            gram, g_theta = _ghost_gram(gram, g_theta, layer, state[weight])
+        else:
+            gram, g_theta = _per_sample_gram(gram, g_theta, layer, state[weight])
+    c, rank = _solve(gram, g_theta, rtol)
+
+    # G c: per layer one weight gradient of the batch with signals Σ_h c_{h,i} δ_{h,i}, in float64.
+    targets = {name: torch.zeros_like(state[name]) for name in trainable}
+    weights = c.view(heads, n)
+    for layer in factors:
+        weight, bias = _owned(layer.name, "weight", trainable), _owned(layer.name, "bias", trainable)
+        signal = layer.deltas[0].double().mul_(weights[0, :, None, None])   # Σ_h c_{h,i} δ_{h,i}: (N, q, L)
+        for h in range(1, heads):
+            signal.addcmul_(layer.deltas[h].double(), weights[h, :, None, None])
+        if bias is not None:
+            targets[bias] = signal.sum((0, 2)).to(state[bias].dtype)
+        if weight is None:
+            continue
+        if layer.diagonal:
+            target = (signal * layer.normalized.double()).sum((0, 2))
+        else:
+            q = signal.shape[1]
+            target = sum(signal[rows].transpose(0, 1).reshape(q, -1) @ layer.unfolded_t(rows, torch.float64).T
+                         for rows in _sample_chunks(layer, n))
+        targets[weight] = target.view_as(state[weight]).to(state[weight].dtype)
+    return targets, rank, torch.isfinite(gram).all() & torch.isfinite(g_theta).all()
+
+
+def _capture(model, state, buffers, trainable, x, task):
+    """One forward with hooks on the layers that own trainable parameters, then one backward
+    pass per head. Returns {layer name: module}, {layer name: [one dict per call: input,
+    delta (heads·N, *out); BatchNorm also its running statistics]} and the number of heads."""
+    n = x.shape[0]
+    owner_names = list(dict.fromkeys(name.rpartition(".")[0] for name in trainable))
+    layers = {name: model.get_submodule(name) for name in owner_names}
+    calls: dict[str, list[dict]] = {name: [] for name in layers}
+    # Parameters are detached: the graph starts at the probes, so autograd computes no weight
+    # gradients, only the signals the probes receive.
+    leaves = {name: t.detach() for name, t in state.items()}
+    guard = _ParameterGuard({id(leaves[p]): layers[p.rpartition(".")[0]] for p in trainable})
+
+    def enter(module, args):
+        guard.active = module
+
+    def leave(name):
+        def hook(module, args, output):
+            guard.active = None
+            inp = args[0] if args else None
+            if not (isinstance(inp, Tensor) and isinstance(output, Tensor) and inp.shape[:1] == (n,)
+                    and output.shape[:1] == (n,) and (inp.dim() == 4 or not isinstance(module, nn.Conv2d))):
+                guard.problem = guard.problem or f"{name}: its input or output is not batched along the first dimension"
+                return None
+            # A zero probe added to the output: its gradient is δ. (The output itself may be
+            # modified in place later, by ReLU(inplace=True) or `out += identity`.)
+            probe = torch.zeros((), dtype=output.dtype, device=output.device, requires_grad=True).expand(output.shape)
+            record = {"input": inp, "version": inp._version, "probe": probe}
+            if isinstance(module, _BatchNorm):
+                record.update(mean=module.running_mean, var=module.running_var, eps=module.eps)
+            calls[name].append(record)
+            return output + probe
+        return hook
+
+    def watch(on):
+        def hook(*_):
+            guard.watching = on
+        return hook
+
+    handles = [model.register_forward_pre_hook(watch(True)), model.register_forward_hook(watch(False))]
+    for name, module in layers.items():
+        handles += [module.register_forward_pre_hook(enter), module.register_forward_hook(leave(name))]
+    try:
+        with torch.enable_grad(), guard:
+            out = functional_call(model, (leaves, buffers), (x,))
+        with torch.enable_grad():
+            scalars = task.scalar_outputs(out)                          # (N, heads)
+            totals = scalars.sum(0).unbind()                            # Σ_i f_{h,i}, one per head
+    finally:
+        for handle in handles:
+            handle.remove()
+    if guard.problem is not None:
+        raise _NotLayerwise(guard.problem)
+    records = [r for rs in calls.values() for r in rs]
+    heads = len(totals)
+    signals: list[list[Tensor]] = [[] for _ in records]
+    for h in range(heads):
+        grads = (torch.autograd.grad(totals[h], [r["probe"] for r in records], retain_graph=h < heads - 1,
+                                     allow_unused=True)
+                 if totals[h].requires_grad and records else [None] * len(records))
+        for signal, g, r in zip(signals, grads, records):
+            signal.append(torch.zeros(r["probe"].shape, dtype=r["probe"].dtype, device=x.device) if g is None else g)
+    for r, signal in zip(records, signals):
+        if r["input"]._version != r["version"]:
+            raise _NotLayerwise("a layer's input was modified in place after the layer ran")
+        r["delta"] = torch.cat(signal)                                  # (heads·N, *out), head-major
+        del r["probe"]
+    return layers, calls, heads
+
+
+def _owned(layer: str, attr: str, trainable: list[str]) -> str | None:
+    name = f"{layer}.{attr}" if layer else attr
+    return name if name in trainable else None
+
+
+def _sample_chunks(layer: _Layer, n: int) -> list[slice]:
+    """Samples per piece so that an unfolded input holds ≤ LAYER_BUDGET entries."""
+    step = max(1, LAYER_BUDGET // (layer.p * layer.deltas.shape[-1]))
+    return [slice(s, min(s + step, n)) for s in range(0, n, step)]
+
+
+def _prefer_ghost(layer: _Layer, k: int) -> bool:
+    """Ghost Gram when it costs fewer multiply-adds than forming the rows (k·L·p·q to form,
+    k²·p·q for their float64 Gram) and its (k·L)² Gram of signals fits LAYER_BUDGET."""
+    heads, n, q, positions = layer.deltas.shape
+    p = layer.p
+    ghost = (k * positions) ** 2 * q + (n * positions) ** 2 * p + n * positions * p * q
+    rows = k * positions * p * q + k * k * p * q
+    return ghost < rows and (k * positions) ** 2 <= LAYER_BUDGET and n * p * positions <= LAYER_BUDGET
+
+
+def _ghost_gram(gram: Tensor, g_theta: Tensor, layer: _Layer, weight: Tensor) -> tuple[Tensor, Tensor]:
+    heads, n, q, positions = layer.deltas.shape
+    u = layer.unfolded_t(slice(0, n), torch.float64)                   # (p, N·L), columns (i, t)
+    deltas = layer.deltas.double()                                      # (H, N, q, L)
+    d = deltas.mT.reshape(heads * n * positions, q)                     # rows (h, i, t)
+    inputs = (u.T @ u).view(n, positions, n, positions)
+    signals = (d @ d.T).view(heads, n, positions, heads, n, positions)
+    gram = gram + (signals * inputs[None, :, :, None]).sum((2, 5)).view_as(gram)
+    # Gᵀθ: ⟨δ_{h,i}, W U_i⟩ with W U_i in float64 (its rounding would reach the solve).
+    wu = (weight.double().view(q, -1) @ u).view(q, n, positions)
+    return gram, g_theta + (deltas * wu.transpose(0, 1)).sum((2, 3)).flatten()
+
+
+def _per_sample_gram(gram: Tensor, g_theta: Tensor, layer: _Layer, weight: Tensor) -> tuple[Tensor, Tensor]:
+    """Rows of G for this layer, a few output channels at a time: (k, channels·p)."""
+    heads, n, q, positions = layer.deltas.shape
+    chunks = _sample_chunks(layer, n)
+    cached = [layer.unfolded(rows).mT for rows in chunks] if len(chunks) == 1 else None  # (n, L, p)
+    p = layer.p
+    channels = max(1, LAYER_BUDGET // (heads * n * p))
+    flat_weight = weight.view(q, -1)
+    for first in range(0, q, channels):
+        last = min(first + channels, q)
+        block = layer.deltas.new_empty(heads, n, last - first, p)
+        for j, rows in enumerate(chunks):
+            u = cached[j] if cached else layer.unfolded(rows).mT
+            for h in range(heads):
+                torch.bmm(layer.deltas[h, rows, first:last], u, out=block[h, rows])
+        gram, g_theta = _accumulate(gram, g_theta, block.view(heads * n, -1), flat_weight[first:last])
+    return gram, g_theta
+
+
+# ---------------------------------------------------------------------------------------
 # The "materialized" path: G block by block
 # ---------------------------------------------------------------------------------------
 
@@ -239,11 +601,7 @@ def _materialized_span(model, state, buffers, trainable, x, task, rtol, solver, 
     gram = x.new_zeros(k, k, dtype=torch.float64)
     g_theta = x.new_zeros(k, dtype=torch.float64)
     for name, block in blocks.items():
-        block = block.flatten(1)
-        for cols, th in zip(block.split(COLUMN_CHUNK, 1), theta[name].flatten().split(COLUMN_CHUNK)):
-            cols = cols.double()
-            gram = gram + cols @ cols.T
-            g_theta = g_theta + cols @ th.double()
+        gram, g_theta = _accumulate(gram, g_theta, block.flatten(1), theta[name])
     c, rank = _solve(gram, g_theta, rtol)
     targets = {n: (c @ b.flatten(1).double()).view_as(theta[n]).to(theta[n].dtype)
                for n, b in blocks.items()}
@@ -323,6 +681,17 @@ def _gradient_blocks(model, state, buffers, trainable, x, task, chunk_size, inpl
         return blocks
     pieces.sort(key=lambda item: item[0])
     return {n: torch.cat([piece[n] for _, piece in pieces]) for n in trainable}
+
+
+def _accumulate(gram: Tensor, g_theta: Tensor, block: Tensor, theta: Tensor) -> tuple[Tensor, Tensor]:
+    """gram + B Bᵀ and g_theta + B θ for a block B of G's columns (k, d_b), in float64,
+    COLUMN_CHUNK columns converted at a time. Out of place: the materialized path runs
+    under vmap for an Ensemble."""
+    for cols, th in zip(block.split(COLUMN_CHUNK, 1), theta.flatten().split(COLUMN_CHUNK)):
+        cols = cols.double()
+        gram = gram + cols @ cols.T
+        g_theta = g_theta + cols @ th.double()
+    return gram, g_theta
 
 
 def _is_batchnorm_buffer(model: nn.Module, name: str) -> bool:
