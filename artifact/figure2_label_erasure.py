@@ -52,6 +52,7 @@ from mnog.erasure import METHODS, PROFILES, SETTINGS, Config, LabelErasure, figu
 from mnog.experiment import prepared, script_main, sweep  # noqa: E402
 from mnog.executors import ExecutorConfig  # noqa: E402
 from mnog.metrics import erasure_metrics  # noqa: E402
+from mnog.plan import Sweep, Work  # noqa: E402
 from mnog.results import RESULTS, provenance, write_json, write_text  # noqa: E402
 from mnog.sweep import Job, method_grid, pareto_front, summarize, variant  # noqa: E402
 
@@ -70,12 +71,8 @@ def run_setting(experiment: LabelErasure, executor: ExecutorConfig) -> tuple[pd.
                           classes)
 
     gt_point, initial_point = point(lambda t: t.references["gt"]), point(lambda t: t.initial)
-    axes = dict(setting.grid)
-    if cfg.n_pert:
-        axes["n_pert"] = [cfg.n_pert]
-    jobs = [Job.of(m, setting.epochs, hp) for m in cfg.methods
-            for hp in method_grid(m, axes, cfg.grid_values, cfg.method_options(), setting.epochs)]
-    records = sweep(experiment, jobs, executor, desc=f"figure {setting.figure}")
+    planned = setting_sweep(experiment)
+    records = sweep(experiment, planned.jobs, executor, desc=planned.desc)
     keys = ["method", "epochs", "config"]
     quality, error = experiment.metrics
     points = summarize(records, quality, higher_is_better=True)[[*keys, "n", "mean", "se"]].merge(
@@ -89,6 +86,22 @@ def run_setting(experiment: LabelErasure, executor: ExecutorConfig) -> tuple[pd.
         points.loc[group.index[front], "frontier"] = True
     points["distance"] = np.hypot(1 - points["mean_quality"], points["mean_error"])
     return points.assign(figure=setting.figure), gt_point, initial_point
+
+
+def setting_sweep(experiment: LabelErasure) -> Sweep:
+    """One setting's sweep: every method's grid at the setting's T (`run_setting` runs it, `plan` counts it)."""
+    cfg, setting = experiment.cfg, experiment.panel
+    axes = dict(setting.grid)
+    if cfg.n_pert:
+        axes["n_pert"] = [cfg.n_pert]
+    jobs = [Job.of(m, setting.epochs, hp) for m in cfg.methods
+            for hp in method_grid(m, axes, cfg.grid_values, cfg.method_options(), setting.epochs)]
+    return Sweep(experiment, jobs, f"figure {setting.figure}")
+
+
+def plan(cfg: Config) -> Work:
+    """What `main` trains and runs (mnog.plan): per setting, every trial's models, then its sweep."""
+    return Work(sweeps=tuple(setting_sweep(LabelErasure(cfg, figure)) for figure in figures(cfg)))
 
 
 def mean_point(per_trial: list[tuple[float, float]], classes: int) -> dict:

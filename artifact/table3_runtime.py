@@ -44,6 +44,7 @@ from mnog import erasure
 from mnog.compare import load_paper_table, write_claims
 from mnog.config import field, parse_config
 from mnog.experiment import prepared, script_main
+from mnog.plan import Cost, Work
 from mnog.results import RESULTS, device_name, provenance, write_json, write_text
 
 # The authors' timer: one configuration for every method.
@@ -99,6 +100,18 @@ def sync(device: torch.device) -> None:
 # every step (bn_stats="both", SPEC §11.1). cuDNN's flags do nothing on a CPU.
 MODES = {"ours": {"deterministic": False, "benchmark": True, "bn_stats": "loss"},
          "authors": {"deterministic": True, "benchmark": False, "bn_stats": "both"}}
+
+
+def plan(cfg: Config) -> Work:
+    """What `main` prepares and times (mnog.plan): Figure 7's models at the figure profile, then
+    every row's epochs (a warm-up and one per trial) under both timers."""
+    experiment = erasure.LabelErasure(replace(erasure.PROFILES[cfg.erasure_profile], figure=cfg.figure), cfg.figure)
+    rows = tuple((label, method, tuple(sorted(options.items()))) for label, method, options in variants(cfg))
+    epochs = (experiment.cfg.trials + 1) * len(MODES)
+    timed = Cost(experiment.recipe(rows, bn_stats="both"),
+                 tuple((label, epochs * experiment.steps_per_epoch()) for label, _, _ in rows),
+                 runs=tuple((label, epochs) for label, _, _ in rows))
+    return Work(models=(experiment,), extra=(timed,), note="its steps timed as the authors' timer's")
 
 
 def main(argv=None) -> int:
