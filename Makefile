@@ -23,7 +23,7 @@ TARGETS := $(shell $(PYTHON_BASE) mnog/targets.py names)
 SOURCES := $(filter-out artifact/report.py,$(wildcard mnog/*.py artifact/*.py)) $(wildcard paper_tables/*)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test $(TARGETS) smoke bench all finished report check data verify lock clean
+.PHONY: help venv test $(TARGETS) smoke plan calibrate bench all finished report check data verify lock clean
 # One experiment at a time: each script already uses every core (or the GPU).
 .NOTPARALLEL:
 
@@ -59,6 +59,7 @@ all: venv ## Every table and figure above at PROFILE, skipping finished ones; th
 	todo=; for t in $(TARGETS); do \
 		$(MAKE) --no-print-directory -q PROFILE=$$profile $(RESULTS)/$$t/$$profile/.done || todo="$$todo $$t"; done; \
 	echo "make all: profile $$profile; to run:$${todo:- nothing (all finished)}"; \
+	if [ -n "$$todo" ]; then $(PYTHON) -m mnog.plan --profile $$profile $$todo || echo "make all: the plan failed; running anyway"; fi; \
 	status=0; $(MAKE) --no-print-directory -k PROFILE=$$profile finished || status=1; \
 	$(MAKE) --no-print-directory PROFILE=$$profile report || status=1; \
 	exit $$status
@@ -72,6 +73,12 @@ SUBMAKE = $(MAKE) --no-print-directory
 $(RESULTS)/%/$(PROFILE)/.done: $(SOURCES) | $(VENV)/.installed
 	$(SUBMAKE) $*
 	@mkdir -p $(@D) && touch $@
+
+plan: venv ## Print every target's models to train, sweep jobs and projected time at PROFILE; runs nothing
+	$(PYTHON) -m mnog.plan --profile $(PROFILE)
+
+calibrate: venv ## Measure this machine's rates for `make plan` (results/calibration-<device>.json)
+	$(PYTHON) -m mnog.plan --calibrate --profile $(PROFILE)
 
 report: venv ## Write results/REPORT.md and REPORT.html: ours beside the paper's, claims, provenance
 	$(PYTHON) -m artifact.report write
@@ -99,11 +106,12 @@ lock: venv ## Regenerate requirements.lock (versions and SHA-256 hashes) from py
 		--python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock" \
 		--output-file requirements.lock $(LOCK_FLAGS)
 
-bench: venv ## Speed benchmarks (prints tables; see benchmarks/)
+bench: venv ## Speed benchmarks (prints tables; see benchmarks/), then `make calibrate`
 	$(PYTHON) -m benchmarks.bench_projection
 	$(PYTHON) -m benchmarks.bench_table5
 	$(PYTHON) -m benchmarks.bench_images
 	$(PYTHON) -m benchmarks.bench_executors
+	$(PYTHON) -m mnog.plan --calibrate --profile $(PROFILE)
 
 clean: ## Remove results/ (keeps data/ and .venv/)
 	rm -rf $(RESULTS)

@@ -52,6 +52,7 @@ from mnog.erasure import METHODS, PROFILES, SETTINGS, Config, LabelErasure, figu
 from mnog.experiment import prepared, script_main, sweep  # noqa: E402
 from mnog.executors import ExecutorConfig  # noqa: E402
 from mnog.metrics import erasure_metrics, fit_accuracy  # noqa: E402
+from mnog.plan import Sweep, Work  # noqa: E402
 from mnog.results import RESULTS, provenance, write_json, write_text  # noqa: E402
 from mnog.sweep import Job, method_grid, pareto_front, summarize, variant  # noqa: E402
 
@@ -71,12 +72,8 @@ def run_setting(experiment: LabelErasure, executor: ExecutorConfig) -> tuple[pd.
 
     gt_point, initial_point = point(lambda t: t.references["gt"]), point(lambda t: t.initial)
     initial_point["fit"] = interpolation(state)
-    axes = dict(setting.grid)
-    if cfg.n_pert:
-        axes["n_pert"] = [cfg.n_pert]
-    jobs = [Job.of(m, setting.epochs, hp) for m in cfg.methods
-            for hp in method_grid(m, axes, cfg.grid_values, cfg.method_options(), setting.epochs)]
-    records = sweep(experiment, jobs, executor, desc=f"figure {setting.figure}")
+    planned = setting_sweep(experiment)
+    records = sweep(experiment, planned.jobs, executor, desc=planned.desc)
     keys = ["method", "epochs", "config"]
     quality, error = experiment.metrics
     points = summarize(records, quality, higher_is_better=True)[[*keys, "n", "mean", "se"]].merge(
@@ -100,6 +97,22 @@ def interpolation(state) -> dict:
             "initial on D_f": [fit_accuracy(t.initial, *t.forget) for t in state.trials.values()],
             "GT on D_r": [fit_accuracy(t.references["gt"], *t.retain) for t in state.trials.values()]}
     return {name: dict(zip(("class", "color", "both"), np.min(values, axis=0).tolist())) for name, values in fits.items()}
+
+
+def setting_sweep(experiment: LabelErasure) -> Sweep:
+    """One setting's sweep: every method's grid at the setting's T (`run_setting` runs it, `plan` counts it)."""
+    cfg, setting = experiment.cfg, experiment.panel
+    axes = dict(setting.grid)
+    if cfg.n_pert:
+        axes["n_pert"] = [cfg.n_pert]
+    jobs = [Job.of(m, setting.epochs, hp) for m in cfg.methods
+            for hp in method_grid(m, axes, cfg.grid_values, cfg.method_options(), setting.epochs)]
+    return Sweep(experiment, jobs, f"figure {setting.figure}")
+
+
+def plan(cfg: Config) -> Work:
+    """What `main` trains and runs (mnog.plan): per setting, every trial's models, then its sweep."""
+    return Work(sweeps=tuple(setting_sweep(LabelErasure(cfg, figure)) for figure in figures(cfg)))
 
 
 def mean_point(per_trial: list[tuple[float, float]], classes: int) -> dict:

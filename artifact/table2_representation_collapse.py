@@ -40,11 +40,12 @@ import mnog
 from mnog.colors import CIFAR_NORM, PALETTE, ColoredImages, concat
 from mnog.compare import PAPER_TABLES, compare, load_paper_table, publish
 from mnog.config import field, parse_config
-from mnog.datasets import dataset_id, load_image_data
+from mnog.datasets import dataset_id, load_image_data, planned_sizes
 from mnog.experiment import Experiment, Prepared, Trial, prepared, script_main, sweep
 from mnog.methods import paper_methods
 from mnog.metrics import color_accuracy, fit_accuracy
 from mnog.models import ColorResNet
+from mnog.plan import Cost, ModelCost, Recipe, Sweep, Work, method_steps, variants
 from mnog.results import RESULTS, provenance, stable_hash, write_json
 from mnog.sweep import ImageSweepConfig, Job, method_grid, search_grid, select_best, summarize, variant
 from mnog.tasks import Task
@@ -163,15 +164,20 @@ class RepresentationCollapse(Experiment):
                                  {"gt": gt})
         return Prepared(trials, data.test_images.to(dev))
 
-    def _models(self, retain: ColoredImages, forget: ColoredImages, seed: int):
-        """θ* (a gray warm start, then the weighted D_r ∪ D_f, one SGD schedule) and GT (D_r, unweighted)."""
+    def cache_path(self, seed: int):
+        """results/cache/collapse-<hash>.pt: the stem of a trial's two cached models (-initial, -gt)."""
         cfg = self.cfg
         spec = {"dataset": dataset_id(cfg.dataset), "per_class": cfg.per_class, "width": cfg.width,
                 "p_forget": cfg.p_forget,
                 "warm": cfg.warm_epochs, "initial": cfg.initial_epochs, "gt": cfg.gt_epochs, "lr": cfg.lr,
                 "lr_step": cfg.lr_step, "batch": cfg.batch_size, "seed": seed, "precision": cfg.precision,
                 "mnog": mnog.__version__}
-        path = RESULTS / "cache" / f"collapse-{stable_hash(spec)}.pt"
+        return RESULTS / "cache" / f"collapse-{stable_hash(spec)}.pt"
+
+    def _models(self, retain: ColoredImages, forget: ColoredImages, seed: int):
+        """θ* (a gray warm start, then the weighted D_r ∪ D_f, one SGD schedule) and GT (D_r, unweighted)."""
+        cfg = self.cfg
+        path = self.cache_path(seed)
         sgd = SGDConfig(lr=cfg.lr, step_size=cfg.lr_step, batch_size=cfg.batch_size)
         models = {}
         for name, phases in [("initial", [Phase(gray(retain), cfg.warm_epochs),
@@ -186,6 +192,62 @@ class RepresentationCollapse(Experiment):
 
     def score(self, model, prepared: Prepared) -> dict[str, float]:
         return {"color_accuracy": 100 * color_accuracy(model, prepared.evaluation, PALETTE, CIFAR_NORM)}
+
+    # -- costs (mnog.plan), from the data set's sizes (nothing loaded) --------------------------
+    def sizes(self) -> tuple[int, int, int, int]:
+        """(|D_r|, |D_f|, test images, image side) of every trial."""
+        classes, per_class, test, side = planned_sizes(self.cfg.dataset, self.cfg.per_class, self.cfg.test_per_class)
+        return classes * per_class, classes * int(self.cfg.p_forget * per_class), test, side
+
+    def recipe(self) -> Recipe:
+        cfg, (_, forget, _, side) = self.cfg, self.sizes()
+        return Recipe("resnet18", cfg.width, side, heads=(len(PALETTE),), train_batch=cfg.batch_size,
+                      batch=min(self.protocol()["batch_size"], forget), precision=cfg.precision, bn_stats=cfg.bn_stats,
+                      device=self.device().type, variants=variants(cfg.methods, cfg.method_options(), cfg.n_pert or 50))
+
+    def model_costs(self) -> list[ModelCost]:
+        cfg, (retain, forget, _, _) = self.cfg, self.sizes()
+        out = []
+        for seed in self.seeds():
+            stem = self.cache_path(seed)
+            out += [ModelCost(stem.with_name(f"{stem.stem}-initial.pt"), f"trial {seed}: θ*", self.recipe(),
+                              cfg.warm_epochs * retain + cfg.initial_epochs * (retain + forget)),
+                    ModelCost(stem.with_name(f"{stem.stem}-gt.pt"), f"trial {seed}: GT", self.recipe(),
+                              cfg.gt_epochs * retain)]
+        return out
+
+    def job_cost(self, job: Job, trials: int) -> Cost:
+        _, forget, test, _ = self.sizes()
+        steps = method_steps(job, -(-forget // self.protocol()["batch_size"]))
+        return Cost(self.recipe(), tuple((m, n * trials) for m, n in steps), scored=trials * test * len(PALETTE),
+                    runs=((job.method, trials),))
+
+
+def row_grids(cfg: Config) -> dict[str, tuple[dict, str]]:
+    """Every row's grid ("p_retain:T" → (axes, where they come from))."""
+    paper_grids = json.loads((PAPER_TABLES / "tables18_22.json").read_text())
+    return {f"{p:g}:{t}": search_grid("table2", f"{p:g}:{t}", paper_grids[f"{p:g}:{t}"], cfg.grids)
+            for p, t in rows(cfg)}
+
+
+def sweeps(cfg: Config, experiments: dict | None = None) -> list[Sweep]:
+    """One sweep per row of Table 17: every method's grid at the row's T, on the experiment of
+    the row's p_retain (`main` runs them; `plan` counts them)."""
+    experiments = experiments or {p: RepresentationCollapse(cfg, p) for p in dict(rows(cfg))}
+    out = []
+    for (p_retain, epochs), (axes, _) in zip(rows(cfg), row_grids(cfg).values()):
+        axes = dict(axes)
+        if cfg.n_pert:
+            axes["n_pert"] = [cfg.n_pert]
+        jobs = [Job.of(m, epochs, hp) for m in cfg.methods
+                for hp in method_grid(m, axes, cfg.grid_values, cfg.method_options(), epochs)]
+        out.append(Sweep(experiments[p_retain], jobs, f"table2 {p_retain:g}:{epochs}"))
+    return out
+
+
+def plan(cfg: Config) -> Work:
+    """What `main` trains and runs (mnog.plan): every trial's θ* and GT, then one sweep per row."""
+    return Work(sweeps=tuple(sweeps(cfg)))
 
 
 def main(argv=None) -> int:
@@ -207,24 +269,16 @@ def main(argv=None) -> int:
            "GT on D_r": min(fit_accuracy(t.references["gt"], *t.retain)[0] for t in state.trials.values())}
     print("train accuracy (lowest over trials; θ* should interpolate D_r ∪ D_f): "
           + "; ".join(f"{name} {value:.3f}" for name, value in fit.items()))
-    paper_grids = json.loads((PAPER_TABLES / "tables18_22.json").read_text())
-    grids = {f"{p:g}:{t}": search_grid("table2", f"{p:g}:{t}", paper_grids[f"{p:g}:{t}"], cfg.grids)
-             for p, t in rows(cfg)}
+    grids = row_grids(cfg)
     setting = {k: v for k, v in first.setting().items() if k != "p_retain"}
     write_json(out / "config.json", {"profile": profile, "config": cfg, "setting": setting,
                                      "grids": {row: source for row, (_, source) in grids.items()},
                                      "references": references, "fit": fit, "provenance": provenance()})
 
     best_rows = []
-    for p_retain, epochs in rows(cfg):
-        axes, source = grids[f"{p_retain:g}:{epochs}"]
-        axes = dict(axes)
-        if cfg.n_pert:
-            axes["n_pert"] = [cfg.n_pert]
-        print(f"row p_retain {p_retain:g}, T = {epochs}: grid from {source}")
-        jobs = [Job.of(m, epochs, hp) for m in cfg.methods
-                for hp in method_grid(m, axes, cfg.grid_values, cfg.method_options(), epochs)]
-        records = sweep(experiments[p_retain], jobs, executor, desc=f"table2 {p_retain:g}:{epochs}")
+    for (p_retain, epochs), planned in zip(rows(cfg), sweeps(cfg, experiments)):
+        print(f"row p_retain {p_retain:g}, T = {epochs}: grid from {grids[f'{p_retain:g}:{epochs}'][1]}")
+        records = sweep(planned.experiment, planned.jobs, executor, desc=planned.desc)
         summary = summarize(records, "color_accuracy", higher_is_better=True)
         best = select_best(summary, n=cfg.trials, by="mean", higher_is_better=True)
         best_rows.append(best.assign(retain_pct=100 * p_retain))

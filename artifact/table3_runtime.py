@@ -44,6 +44,7 @@ from mnog import erasure
 from mnog.compare import load_paper_table, write_claims
 from mnog.config import field, parse_config
 from mnog.experiment import prepared, script_main
+from mnog.plan import Cost, Work
 from mnog.results import RESULTS, device_name, provenance, write_json, write_text
 
 # The authors' timer: one configuration for every method.
@@ -104,13 +105,29 @@ MODES = {"ours": {"deterministic": False, "benchmark": True, "bn_stats": "loss"}
          "authors": {"deterministic": True, "benchmark": False, "bn_stats": "both"}}
 
 
-def main(argv=None) -> int:
-    cfg, profile = parse_config(Config, PROFILES, __doc__.split("\n")[0], argv, sweeps=False)
-    # Figure 7's experiment at the figure profile: its cached models are Figure 7's (the same
-    # cache entries), trained here first if `make figure7` has not run.
+def timed_experiment(cfg: Config) -> erasure.LabelErasure:
+    """Figure 7's experiment at the figure profile (its cached models are Figure 7's: the same
+    cache entries), on cfg.dataset where one is given."""
     figure_cfg = replace(erasure.PROFILES[cfg.erasure_profile], figure=cfg.figure,
                          **({"dataset": cfg.dataset} if cfg.dataset else {}))
-    experiment = erasure.LabelErasure(figure_cfg, cfg.figure)
+    return erasure.LabelErasure(figure_cfg, cfg.figure)
+
+
+def plan(cfg: Config) -> Work:
+    """What `main` prepares and times (mnog.plan): Figure 7's models at the figure profile, then
+    every row's epochs (a warm-up and one per trial) under both timers."""
+    experiment = timed_experiment(cfg)
+    rows = tuple((label, method, tuple(sorted(options.items()))) for label, method, options in variants(cfg))
+    epochs = (experiment.cfg.trials + 1) * len(MODES)
+    timed = Cost(experiment.recipe(rows, bn_stats="both"),
+                 tuple((label, epochs * experiment.steps_per_epoch()) for label, _, _ in rows),
+                 runs=tuple((label, epochs) for label, _, _ in rows))
+    return Work(models=(experiment,), extra=(timed,), note="its steps timed as the authors' timer's")
+
+
+def main(argv=None) -> int:
+    cfg, profile = parse_config(Config, PROFILES, __doc__.split("\n")[0], argv, sweeps=False)
+    experiment = timed_experiment(cfg)           # Figure 7's models, trained here first if `make figure7` has not run
     setting, dev = experiment.panel, experiment.device()
     print(f"Table 3 · profile {profile} · Figure {cfg.figure}'s setting ({setting.label()}) · {device_name()}")
     trials = list(prepared(experiment).trials.values())

@@ -45,6 +45,7 @@ from mnog.experiment import Experiment, Prepared, Trial, job_seed, prepared, scr
 from mnog.methods import paper_methods
 from mnog.metrics import sup_error
 from mnog.models import mlp
+from mnog.plan import Cost, ModelCost, Recipe, Sweep, Work, method_steps, variants
 from mnog.results import RESULTS, provenance, stable_hash, write_json, write_npz
 from mnog.sweep import Job, MethodOptions, method_grid, select_best, summarize, variant
 from mnog.tasks import get_task
@@ -103,12 +104,16 @@ class DataPoisoning(Experiment):
         to = lambda pair: tuple(t.to(self.cfg.device) for t in pair)  # noqa: E731
         return to(retain), to(forget)
 
+    def cache_spec(self) -> dict:
+        cfg = self.cfg
+        return {"problem": PROBLEM, "width": cfg.width, "epochs": cfg.train_epochs, "lr": cfg.train_lr,
+                "seeds": self.seeds(), "device": cfg.device, "flush_denormal": FLUSH_DENORMAL}
+
     def prepare(self) -> Prepared:
         """θ* of every trial as one Ensemble, trained once (100,000 full-batch AdamW epochs on
         D_r ∪ D_f), then cached; the test grid."""
         cfg, seeds = self.cfg, self.seeds()
-        spec = {"problem": PROBLEM, "width": cfg.width, "epochs": cfg.train_epochs, "lr": cfg.train_lr,
-                "seeds": seeds, "device": cfg.device, "flush_denormal": FLUSH_DENORMAL}
+        spec = self.cache_spec()
         model = mnog.Ensemble([_initial_mlp(cfg.width, seed) for seed in seeds]).to(cfg.device)
 
         def train(checkpoint) -> dict:
@@ -146,6 +151,19 @@ class DataPoisoning(Experiment):
         save_atomic({"curves": torch.from_numpy(_curves(model, grid)), "sup_error": errors}, self.fits_path(job, seeds))
         return {t: {"sup_error": float(e)} for t, e in zip(seeds, errors.tolist())}
 
+    # -- costs (mnog.plan): one ensemble of every trial's MLP; a job runs its trials together
+    def recipe(self) -> Recipe:
+        cfg = self.cfg
+        return Recipe("mlp", cfg.width, PROBLEM.n_retain + PROBLEM.n_forget, members=cfg.trials, device=cfg.device,
+                      variants=variants(cfg.methods, cfg.method_options(), n_pert=PROBLEM.n_retain))
+
+    def model_costs(self) -> list[ModelCost]:
+        path = RESULTS / "cache" / f"poisoned-{stable_hash(self.cache_spec())}.pt"
+        return [ModelCost(path, "poisoned models θ*", self.recipe(), self.cfg.train_epochs, count=self.cfg.trials)]
+
+    def job_cost(self, job: Job, trials: int) -> Cost:
+        return Cost(self.recipe(), method_steps(job, 1), scored=1, runs=((job.method, 1),))
+
     def fits_path(self, job: Job, seeds: list[int]):
         """Where a job's fits over the test grid are cached (results/cache/fits-<hash>.pt)."""
         return RESULTS / "cache" / f"fits-{stable_hash({'job': job.key(self.setting(), -1), 'seeds': seeds})}.pt"
@@ -163,6 +181,12 @@ def jobs(cfg: Config) -> list[Job]:
             for budget in cfg.budgets for method in cfg.methods
             for hyperparameters in method_grid(method, table7[str(budget)], cfg.grid_values, cfg.method_options(),
                                                budget)]
+
+
+def plan(cfg: Config) -> Work:
+    """What `main` trains and runs (mnog.plan): θ* of every trial, then the sweep of `jobs`."""
+    return Work(sweeps=(Sweep(DataPoisoning(cfg), jobs(cfg), "table5"),),
+                note="and the selected fits (stored by the sweep)")
 
 
 # -- the fits of the selected configurations (Figures 1, 3, 4, 5) -------------------------------

@@ -45,6 +45,9 @@ def parse_config(cls: type[C], profiles: dict[str, C], description: str, argv: S
                         choices=["auto", *profiles],
                         help="named configuration; auto = paper with a GPU, cpu otherwise")
     _add_fields(parser, cls)
+    parser.add_argument("--plan", action="store_true",
+                        help="print what this run would train and run and its projected time on this machine "
+                             "(mnog.plan), and run nothing")
     if sweeps:
         _add_fields(parser.add_argument_group("where the sweep's jobs run"), ExecutorConfig)
     args = parser.parse_args(argv)
@@ -56,11 +59,24 @@ def parse_config(cls: type[C], profiles: dict[str, C], description: str, argv: S
         check_fields(cfg)
         check_results_folder()
         executor = ExecutorConfig(**_overrides(args, ExecutorConfig)) if sweeps else None
+        if executor is not None:
+            check_fields(executor)
     except ValueError as exc:  # a field's bounds, or a config's own check (__post_init__) of the combined values
         parser.error(str(exc))
+    if args.plan:                              # the core prints the plan instead (mnog.experiment.script_main)
+        raise PlanRequested(cfg, profile, executor)
     if executor is not None:
         executor.check_reachable()             # an unreachable cluster fails now, not after the models train
     return (cfg, profile, executor) if sweeps else (cfg, profile)
+
+
+class PlanRequested(Exception):
+    """Raised by parse_config for --plan, once the command line is checked: the script's `main`
+    stops there and `script_main` prints the script's plan (its `plan(cfg)`, mnog.plan)."""
+
+    def __init__(self, cfg, profile: str, executor=None):
+        super().__init__(f"--plan at profile {profile}")
+        self.cfg, self.profile, self.executor = cfg, profile, executor
 
 
 def _add_fields(parser, cls) -> None:

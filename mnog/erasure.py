@@ -26,11 +26,12 @@ import mnog
 from mnog.colors import CIFAR_NORM, ERASURE_RGB, GRAY, GREEN, IMAGENET_NORM, RED, ColoredImages, concat
 from mnog.compare import PAPER_TABLES
 from mnog.config import field
-from mnog.datasets import dataset_id, load_image_data
+from mnog.datasets import dataset_id, load_image_data, planned_sizes
 from mnog.experiment import Experiment, Prepared, Trial
 from mnog.methods import paper_methods
 from mnog.metrics import erasure_metrics
 from mnog.models import ColorResNet
+from mnog.plan import Cost, ModelCost, Recipe, method_steps, variants
 from mnog.results import RESULTS, stable_hash
 from mnog.sweep import ImageSweepConfig, search_grid
 from mnog.tasks import Task
@@ -158,26 +159,71 @@ class LabelErasure(Experiment):
                                  {"gt": gt})
         return Prepared(trials, (data.test_images.to(dev), data.test_labels.to(dev), classes))
 
+    def training_recipe(self) -> str:
+        """The data set whose SPEC §7 recipe trains the models (substituted data: CIFAR-10's)."""
+        return self.panel.paper_dataset if not self.cfg.dataset else "cifar10"
+
+    def cache_path(self, seed: int, name: str, size: int):
+        """results/cache/erasure-<hash>.pt: a trial's initial or GT model, trained on `size` images."""
+        cfg, setting = self.cfg, self.panel
+        spec = {"dataset": dataset_id(setting.dataset), "per_class": cfg.per_class, "p_color": setting.p_color,
+                "recipe": self.training_recipe(), "epochs": self.epochs(name), "width": cfg.width, "seed": seed,
+                "model": name, "data": size, "precision": cfg.precision, "mnog": mnog.__version__,
+                **({"train_batch": cfg.train_batch} if cfg.train_batch else {})}
+        return RESULTS / "cache" / f"erasure-{stable_hash(spec)}.pt"
+
+    def epochs(self, name: str) -> int:
+        """Training epochs of the trial's "initial" or "gt" model."""
+        return self.cfg.gt_epochs or self.cfg.train_epochs if name == "gt" else self.cfg.train_epochs
+
     def _models(self, setting: Setting, retain: ColoredImages, forget: ColoredImages, seed: int, classes: int):
         cfg = self.cfg
-        recipe = setting.paper_dataset if not cfg.dataset else "cifar10"  # substituted data: CIFAR-10's recipe
+        recipe = self.training_recipe()
         models = {}
-        for name, data, epochs in [("initial", concat(retain, forget), cfg.train_epochs),
-                                   ("gt", retain, cfg.gt_epochs or cfg.train_epochs)]:
-            spec = {"dataset": dataset_id(setting.dataset), "per_class": cfg.per_class, "p_color": setting.p_color,
-                    "recipe": recipe, "epochs": epochs, "width": cfg.width, "seed": seed, "model": name,
-                    "data": len(data), "precision": cfg.precision, "mnog": mnog.__version__,
-                    **({"train_batch": cfg.train_batch} if cfg.train_batch else {})}
+        for name, data in [("initial", concat(retain, forget)), ("gt", retain)]:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 model = (ColorResNet(50, heads=(classes, 3), imagenet=True) if setting.tiny
                          else ColorResNet(18, heads=(classes, 3), width=cfg.width)).to(retain.images.device)
-            sgd, phases = label_erasure_recipe(recipe, data, epochs, ground_truth=name == "gt")
+            sgd, phases = label_erasure_recipe(recipe, data, self.epochs(name), ground_truth=name == "gt")
             sgd = dataclasses.replace(sgd, batch_size=cfg.train_batch or sgd.batch_size)
-            models[name] = train_cached(RESULTS / "cache" / f"erasure-{stable_hash(spec)}.pt", model, phases, sgd,
+            models[name] = train_cached(self.cache_path(seed, name, len(data)), model, phases, sgd,
                                         seed=seed, desc=f"trial {seed}: {name} model", precision=cfg.precision)
         return models["initial"], models["gt"]
 
     def score(self, model, prepared: Prepared) -> dict[str, float]:
         images, labels, _ = prepared.evaluation
         return dict(zip(self.metrics, erasure_metrics(model, images, labels, self.panel.norm)))
+
+    # -- costs (mnog.plan), from the data set's sizes (nothing loaded) --------------------------
+    def sizes(self) -> tuple[int, int, int, int, int]:
+        """(classes, |D_r|, |D_f|, test images, image side) of every trial."""
+        setting = self.panel
+        classes, per_class, test, side = planned_sizes(setting.dataset, self.cfg.per_class, self.cfg.test_per_class)
+        retain = classes * per_class
+        return classes, retain, 2 * int(setting.p_color * retain), test, side
+
+    def recipe(self, variants_: tuple | None = None, bn_stats: str | None = None) -> Recipe:
+        cfg, setting = self.cfg, self.panel
+        classes, _, forget, _, side = self.sizes()
+        sgd, _ = label_erasure_recipe(self.training_recipe(), None, cfg.train_epochs)
+        return Recipe("resnet50" if setting.tiny else "resnet18", 64 if setting.tiny else cfg.width, side,
+                      heads=(classes, 3), train_batch=cfg.train_batch or sgd.batch_size,
+                      batch=min(setting.batch_size, forget), augment=setting.tiny,
+                      precision=cfg.precision, bn_stats=bn_stats or cfg.bn_stats, device=self.device().type,
+                      variants=variants_ or variants(cfg.methods, cfg.method_options(), cfg.n_pert or 50))
+
+    def steps_per_epoch(self) -> int:
+        return -(-self.sizes()[2] // self.panel.batch_size)
+
+    def model_costs(self) -> list[ModelCost]:
+        _, retain, forget, _, _ = self.sizes()
+        recipe = self.recipe()
+        return [ModelCost(self.cache_path(seed, name, size), f"trial {seed}: {name} model", recipe,
+                          self.epochs(name) * size)
+                for seed in self.seeds() for name, size in (("initial", retain + forget), ("gt", retain))]
+
+    def job_cost(self, job, trials: int) -> Cost:
+        steps = method_steps(job, self.steps_per_epoch())
+        return Cost(self.recipe(), tuple((m, n * trials) for m, n in steps), scored=trials * 3 * self.sizes()[3],
+                    runs=((job.method, trials),))

@@ -12,8 +12,8 @@ never from where or when it runs.
 
 - serial: in the driver itself, one job after the other.
 - local: a spawn-started process pool on this machine. One worker per visible GPU (each pinned
-  by CUDA_VISIBLE_DEVICES) when the jobs use a GPU, else one per CPU core; each worker gets
-  cores / workers torch threads. A worker that dies (killed, out of memory, segfault) costs
+  by CUDA_VISIBLE_DEVICES) when the jobs use a GPU, else one per CPU core, or N per device with
+  --workers-per-gpu N; each worker gets cores / workers torch threads. A worker that dies (killed, out of memory, segfault) costs
   only the jobs in flight: the pool is restarted and those jobs run again, one at a time, so
   that a job that kills its worker every time is told apart from its neighbours and given up
   after `retries` attempts.
@@ -59,6 +59,9 @@ class ExecutorConfig:
     workers: int = field(0, "local: worker processes (0: one per visible GPU when the jobs use one, else one "
                             "per CPU core); ray: most jobs in flight (0: no limit)")
     address: str = field("", "ray: the cluster's HOST:PORT (empty: $RAY_ADDRESS if set, else a new local Ray)")
+    workers_per_gpu: int = field(1, "sweep jobs in flight per device: local, N worker processes per visible GPU "
+                                    "(per CPU core when the jobs run on the CPU); ray, each task takes 1/N of a GPU "
+                                    "(or CPU)", minimum=1)
 
     def __post_init__(self):
         if self.executor not in EXECUTORS:
@@ -73,6 +76,14 @@ class ExecutorConfig:
                 raise ValueError(f"--address {self.address!r} is not HOST:PORT (e.g. 10.0.0.1:6379)")
         if self.executor == "serial" and self.workers > 1:
             raise ValueError("the serial executor runs in this process; --workers > 1 needs --executor local")
+        if not isinstance(self.workers_per_gpu, int) or self.workers_per_gpu < 1:
+            raise ValueError(f"--workers-per-gpu must be at least 1, got {self.workers_per_gpu!r}")
+        if self.executor == "serial" and self.workers_per_gpu > 1:
+            raise ValueError("the serial executor runs one job at a time; --workers-per-gpu > 1 needs --executor "
+                             "local or ray")
+        if self.executor == "local" and self.workers and self.workers_per_gpu > 1:
+            raise ValueError(f"--workers {self.workers} sets the local pool's size; give it or --workers-per-gpu, "
+                             "not both")
 
     def check_reachable(self) -> None:
         """ExecutorError at once when the Ray cluster named (--address or $RAY_ADDRESS) does not answer."""
@@ -86,8 +97,8 @@ def from_config(cfg: ExecutorConfig, gpu: bool) -> "Executor":
     if cfg.executor == "serial":
         return Serial()
     if cfg.executor == "local":
-        return Local(cfg.workers, gpus=visible_gpus() if gpu else None)
-    return Ray(cfg.address, gpu=gpu, in_flight=cfg.workers)
+        return Local(cfg.workers, gpus=visible_gpus() if gpu else None, per_device=cfg.workers_per_gpu)
+    return Ray(cfg.address, gpu=gpu, in_flight=cfg.workers, per_device=cfg.workers_per_gpu)
 
 
 def job_device(cfg: ExecutorConfig, device: torch.device) -> str:
@@ -173,14 +184,21 @@ class Serial(Executor):
 # ---------------------------------------------------------------------------------------
 
 class Local(Executor):
-    """A pool of `workers` spawn-started processes (0: one per GPU in `gpus`, else one per core)."""
+    """A pool of `workers` spawn-started processes (0: `per_device` per GPU in `gpus`, else
+    `per_device` per core). Several workers per GPU keep several jobs in flight on it (the
+    image experiments' jobs are too small to fill a large GPU alone); on the CPU they share
+    the cores, each with cores / workers torch threads (at least one)."""
     name = "local"
 
-    def __init__(self, workers: int = 0, gpus: Sequence[str] | None = None, retries: int = RETRIES):
+    def __init__(self, workers: int = 0, gpus: Sequence[str] | None = None, retries: int = RETRIES,
+                 per_device: int = 1):
         if workers < 0:
             raise ValueError(f"workers must be ≥ 0 (0: automatic), got {workers}")
+        if per_device < 1:
+            raise ValueError(f"per_device must be ≥ 1, got {per_device}")
         self.gpus = list(gpus or [])
-        self.workers = workers or len(self.gpus) or cpu_cores()
+        self.per_device = per_device
+        self.workers = workers or per_device * (len(self.gpus) or cpu_cores())
         self.threads = max(1, cpu_cores() // self.workers)
         self.retries = retries
         self.restarts = 0
@@ -188,7 +206,8 @@ class Local(Executor):
 
     def describe(self) -> str:
         where = f"GPUs {','.join(self.gpus)}" if self.gpus else f"{self.threads} torch thread(s) each"
-        return f"local, {self.workers} worker process(es), {where}"
+        shared = f", {self.per_device} per {'GPU' if self.gpus else 'core'}" if self.per_device > 1 else ""
+        return f"local, {self.workers} worker process(es){shared}, {where}"
 
     def start(self) -> None:
         self._pool = self._pool or self._start()
@@ -304,13 +323,15 @@ class Ray(Executor):
     trained models' cache) at the same paths: a shared file system on a cluster."""
     name = "ray"
 
-    def __init__(self, address: str = "", gpu: bool = False, in_flight: int = 0, retries: int = RETRIES):
+    def __init__(self, address: str = "", gpu: bool = False, in_flight: int = 0, retries: int = RETRIES,
+                 per_device: int = 1):
         try:
             import ray
         except ImportError:
             raise ExecutorError("--executor ray needs Ray: pip install 'mnog[ray]' (or 'ray>=2.40')") from None
         self.ray = ray
         self.address, self.gpu, self.in_flight, self.retries = address, gpu, in_flight, retries
+        self.per_device = per_device  # tasks share a GPU (or CPU): each takes 1 / per_device of one
         ExecutorConfig("ray", address=address).check_reachable()             # now, not after the models train
         self._owner = False  # whether this executor called ray.init (and so calls ray.shutdown)
 
@@ -330,20 +351,25 @@ class Ray(Executor):
                 raise ExecutorError(f"cannot connect to the Ray cluster at {address or 'a new local instance'}: "
                                     f"{reason}") from None
             self._owner = True
-        self.workers = int(ray.cluster_resources().get("GPU" if self.gpu else "CPU", 0))
+        self.workers = int(ray.cluster_resources().get("GPU" if self.gpu else "CPU", 0)) * self.per_device
         if self.gpu and not self.workers:
             raise ExecutorError("the jobs run on a GPU but the Ray cluster has none; pass --device cpu or add GPU nodes")
 
     def describe(self) -> str:
         self.start()
-        return f"ray, {self.workers} {'GPU' if self.gpu else 'CPU'}(s) in the cluster"
+        kind = "GPU" if self.gpu else "CPU"
+        if self.per_device > 1:
+            return f"ray, {self.workers // self.per_device} {kind}(s) in the cluster, {self.per_device} tasks per {kind}"
+        return f"ray, {self.workers} {kind}(s) in the cluster"
 
     def map_unordered(self, fn, items):
         if not items:
             return
         self.start()
         ray = self.ray
-        task = ray.remote(fn).options(max_retries=self.retries, **({"num_gpus": 1} if self.gpu else {"num_cpus": 1}))
+        share = 1 / self.per_device
+        task = ray.remote(fn).options(max_retries=self.retries,
+                                      **({"num_gpus": share} if self.gpu else {"num_cpus": share}))
         todo = collections.deque(range(len(items)))
         running = {}
         try:

@@ -44,6 +44,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from mnog.config import PlanRequested
 from mnog.errors import NonFiniteError, cli
 from mnog.executors import ExecutorConfig, from_config, job_device
 from mnog.loop import UnlearnResult, unlearn
@@ -104,6 +105,16 @@ class Experiment:
     def protocol(self) -> dict:
         """mnog.unlearn's keyword arguments besides the job's (batch_size, p_retain, bn_stats)."""
         return {}
+
+    # -- what planning reads (mnog.plan; cheap: no data loaded, nothing trained) ----------------
+    def model_costs(self) -> list:
+        """[mnog.plan.ModelCost]: every cache file of trained models `prepare` needs, and what
+        training it costs."""
+        raise NotImplementedError
+
+    def job_cost(self, job: Job, trials: int):
+        """mnog.plan.Cost of `job` on `trials` of the trials: its unlearning steps and scoring."""
+        raise NotImplementedError
 
     # -- what the core does ------------------------------------------------------------------
     def unlearned(self, job: Job, trial: Trial) -> tuple[nn.Module, UnlearnResult]:
@@ -174,10 +185,21 @@ def _on_device(experiment: Experiment, device: str) -> Experiment:
 def script_main(spec) -> None:
     """The `__main__` block of every artifact script: `script_main(__spec__)`. Runs the
     importable module's `main` (so that worker processes and Ray unpickle its classes by
-    module name), known errors as one line with exit status 2 (mnog.errors.cli)."""
+    module name), known errors as one line with exit status 2 (mnog.errors.cli). With
+    --plan, `main` stops once its command line is parsed and checked (mnog.config.PlanRequested)
+    and the module's `plan(cfg)` is printed instead: what the run would train and run, and
+    how long it would take here (mnog.plan)."""
     if spec is None:
         sys.exit("run the artifact scripts as modules: python -m artifact.<name> (or through make)")
     module = importlib.import_module(spec.name)
-    sys.exit(cli(module.main))
+
+    def main():
+        try:
+            return module.main()
+        except PlanRequested as request:
+            from mnog.plan import print_script_plan
+            return print_script_plan(module, request)
+
+    sys.exit(cli(main))
 
 
