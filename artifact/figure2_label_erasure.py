@@ -3,7 +3,7 @@ few red and green images be made to see every image as gray again?
 
     make figure2                      # Figure 2: the settings of Figures 6 (CIFAR-10) and 7 (Tiny ImageNet)
     make figure6 ... make figure14    # one setting each
-    PROFILE=cpu make figure6          # colored Fashion-MNIST, narrow ResNet (CPU)
+    PROFILE=cpu make figure6          # the paper's regime on 1,000 CIFAR-10 images (CPU; mnog.erasure)
     PROFILE=smoke make figure6        # a synthetic image set, tiny budget (CI)
 
 Protocol (SPEC §7; the experiment's data, models and profiles: mnog.erasure, shared with
@@ -51,7 +51,7 @@ from mnog.config import parse_config  # noqa: E402
 from mnog.erasure import METHODS, PROFILES, SETTINGS, Config, LabelErasure, figures  # noqa: E402
 from mnog.experiment import prepared, script_main, sweep  # noqa: E402
 from mnog.executors import ExecutorConfig  # noqa: E402
-from mnog.metrics import erasure_metrics  # noqa: E402
+from mnog.metrics import erasure_metrics, fit_accuracy  # noqa: E402
 from mnog.results import RESULTS, provenance, write_json, write_text  # noqa: E402
 from mnog.sweep import Job, method_grid, pareto_front, summarize, variant  # noqa: E402
 
@@ -70,6 +70,7 @@ def run_setting(experiment: LabelErasure, executor: ExecutorConfig) -> tuple[pd.
                           classes)
 
     gt_point, initial_point = point(lambda t: t.references["gt"]), point(lambda t: t.initial)
+    initial_point["fit"] = interpolation(state)
     axes = dict(setting.grid)
     if cfg.n_pert:
         axes["n_pert"] = [cfg.n_pert]
@@ -89,6 +90,16 @@ def run_setting(experiment: LabelErasure, executor: ExecutorConfig) -> tuple[pd.
         points.loc[group.index[front], "frontier"] = True
     points["distance"] = np.hypot(1 - points["mean_quality"], points["mean_error"])
     return points.assign(figure=setting.figure), gt_point, initial_point
+
+
+def interpolation(state) -> dict:
+    """How well each trial's models fit their training sets (the regime of the paper's
+    argument: θ* interpolates D_r ∪ D_f): the lowest over trials of the initial model's
+    accuracy on D_r and on D_f and the GT model's on D_r, as (class, color, both)."""
+    fits = {"initial on D_r": [fit_accuracy(t.initial, *t.retain) for t in state.trials.values()],
+            "initial on D_f": [fit_accuracy(t.initial, *t.forget) for t in state.trials.values()],
+            "GT on D_r": [fit_accuracy(t.references["gt"], *t.retain) for t in state.trials.values()]}
+    return {name: dict(zip(("class", "color", "both"), np.min(values, axis=0).tolist())) for name, values in fits.items()}
 
 
 def mean_point(per_trial: list[tuple[float, float]], classes: int) -> dict:
@@ -133,9 +144,11 @@ def claims(panels: list) -> list[tuple[str, bool, str]]:
         front = points[points["frontier"]]
         closest = front.groupby("method")["distance"].min().sort_values()
         if "MinNorm-OG" in closest and len(closest) > 1:
+            unlearners = [m for m in closest.index if m != "Retrain"]
             out.append((f"Figure {setting.figure}: MinNorm-OG's frontier is closest to (1, 0)",
                         closest.index[0] == "MinNorm-OG",
-                        ", ".join(f"{m} {d:.3f}" for m, d in closest.items())))
+                        f"rank {unlearners.index('MinNorm-OG') + 1} of {len(unlearners)} unlearning methods; "
+                        + ", ".join(f"{m} {d:.3f}" for m, d in closest.items())))
         retrain = front[front["method"] == "Retrain"].sort_values("mean_error")
         if len(retrain):
             best = retrain.iloc[0]
@@ -162,6 +175,8 @@ def main(argv=None) -> int:
         print(f"Figure {figure}: initial models {initial['quality']:.3f} ± {initial['quality_se']:.3f} retain "
               f"quality at forget error {initial['error']:.3f} ± {initial['error_se']:.3f}; GT models "
               f"{gt['quality']:.3f} ± {gt['quality_se']:.3f} at {gt['error']:.3f} ± {gt['error_se']:.3f}")
+        print(f"Figure {figure}: train accuracy (class, color, both; lowest over trials): " + "; ".join(
+            f"{name} {fit['class']:.3f}/{fit['color']:.3f}/{fit['both']:.3f}" for name, fit in initial["fit"].items()))
         panels.append((setting, points, gt))
         initials[figure] = initial
     checks = claims(panels)

@@ -117,6 +117,12 @@ def check_fields(cfg) -> None:
                 raise ValueError(f"{flag}: {v!r} is not one of {', '.join(map(str, meta['choices']))}")
             if meta.get("device"):
                 check_device(v, flag)
+            if meta.get("dataset") and v:
+                from mnog.datasets import check_dataset
+                try:
+                    check_dataset(v)
+                except ValueError as exc:
+                    raise ValueError(f"{flag}: {exc}") from None
 
 
 def check_device(value: str, flag: str = "--device") -> None:
@@ -136,9 +142,10 @@ def check_device(value: str, flag: str = "--device") -> None:
 
 
 def field(default, help: str, choices: Sequence | None = None, minimum: float | None = None,
-          above: float | None = None, device: bool = False):
+          above: float | None = None, device: bool = False, dataset: bool = False):
     """A dataclass field with a help string and what it may hold: `choices`, an inclusive
-    `minimum` or exclusive `above` bound (for a tuple: for each entry), or a torch `device`;
+    `minimum` or exclusive `above` bound (for a tuple: for each entry), a torch `device`, or
+    a `dataset` name (mnog.datasets: one it knows, or folder:PATH of an existing path);
     checked at parse time (`check_fields`)."""
     return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "minimum": minimum,
-                                                        "above": above, "device": device})
+                                                        "above": above, "device": device, "dataset": dataset})

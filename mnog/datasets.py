@@ -6,7 +6,10 @@ in the repository), downloaded there when missing and verified against `checksum
 """
 from __future__ import annotations
 
+import functools
 import gzip
+import hashlib
+import io
 import math
 import os
 import pickle
@@ -16,6 +19,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -24,6 +28,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from mnog.download import Resource, fetch, load_checksums, matching, verify
+from mnog.errors import UserError
 from mnog.results import ROOT
 from mnog.training import load_cached, save_atomic
 
@@ -285,6 +290,147 @@ def _extract(archive: Path, root: Path, folder: str) -> Path:
 
 
 # ---------------------------------------------------------------------------------------
+# Image folders: torchvision's ImageFolder layout, from a folder or an archive of one
+# ---------------------------------------------------------------------------------------
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+SPLITS = ("train", "test")
+
+
+class ImageFolderError(UserError, ValueError):
+    """An image folder that is not in the layout <root>/{train,test}/<class>/<image>."""
+
+
+def load_image_folder(source: Path | str, cache_root: Path | str | None = None) -> ImageData:
+    """An image data set in torchvision's ImageFolder layout, `<root>/train/<class>/*` and
+    `<root>/test/<class>/*`, from the folder `source` or a .tar.gz / .tgz / .tar / .zip
+    archive of one (holding `train/` and `test/` at its top or inside one folder). Classes
+    are the sorted folder names (torchvision's order, the same in both splits); images are
+    decoded to RGB uint8 (N, 3, H, W), all of one size, in sorted file order.
+
+    Decoding is done once: the tensors are cached in cache_root (default: the data folder)
+    under a hash of the source's content (an archive's SHA-256; a folder's file names, sizes
+    and modification times), so a changed source is decoded again. Raises ImageFolderError
+    naming the problem: a missing split, an empty class, different classes in the two
+    splits, an unreadable image or one of another size (naming the file)."""
+    source = Path(source).expanduser()
+    if not source.exists():
+        raise ImageFolderError(f"{source}: no such folder or archive (an image folder: <root>/train/<class>/*, "
+                               f"<root>/test/<class>/*, or a .tar.gz or .zip of one)")
+    cache = Path(cache_root or DATA) / f"folder-{source.name.split('.')[0]}-{_content_hash(source)}.decoded.pt"
+    stored = load_cached(cache)
+    if stored is not None:
+        return ImageData(**stored)
+    files = _archive_members(source) if source.is_file() else _folder_members(source)
+    data = _decode_image_folder(source, files)
+    save_atomic(vars(data), cache)
+    return data
+
+
+def _content_hash(source: Path) -> str:
+    """An archive's SHA-256, or a folder's file names, sizes and modification times, hashed
+    (once per process for an unchanged archive)."""
+    if source.is_file():
+        stat = source.stat()
+        return _file_hash(str(source.resolve()), stat.st_size, stat.st_mtime_ns)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in source.rglob("*") if p.is_file()):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(source)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=None)
+def _file_hash(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def _folder_members(root: Path) -> dict[str, Callable[[], bytes]]:
+    """{"train/<class>/<file>": a reader of its bytes} under the folder holding the splits."""
+    prefix, _ = _split_root(root, [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()])
+    base = root / prefix
+    # Folders too (as "train/<class>/"), so that an empty class is seen, and named.
+    return {p.relative_to(base).as_posix() + ("/" if p.is_dir() else ""): p.read_bytes for p in base.rglob("*")}
+
+
+def _archive_members(archive: Path) -> dict[str, Callable[[], bytes]]:
+    """As _folder_members, for the members of a zip or tar archive (read in place, never extracted)."""
+    if zipfile.is_zipfile(archive):
+        handle = zipfile.ZipFile(archive)
+        names = [i.filename for i in handle.infolist()]                  # folders end with "/"
+        read = lambda name: lambda: handle.read(name)  # noqa: E731
+    else:
+        try:
+            handle = tarfile.open(archive)
+        except tarfile.TarError:
+            raise ImageFolderError(f"{archive}: not a folder, a zip or a tar archive") from None
+        members = {m.name + ("/" if m.isdir() else ""): m for m in handle.getmembers() if m.isfile() or m.isdir()}
+        names = list(members)
+        read = lambda name: lambda: handle.extractfile(members[name]).read()  # noqa: E731
+    prefix, names = _split_root(archive, names)
+    return {name[len(prefix):]: read(name) for name in names if name.startswith(prefix)}
+
+
+def _split_root(source: Path, names: list[str]) -> tuple[str, list[str]]:
+    """The prefix under which train/ and test/ lie ("" or "<folder>/"), and the names."""
+    names = [n.lstrip("./") for n in names]
+    for prefix in ("", *sorted({n.split("/", 1)[0] + "/" for n in names if "/" in n})):
+        found = {n[len(prefix):].split("/", 1)[0] for n in names if n.startswith(prefix) and n.count("/") >= 2}
+        if "train" in found or "test" in found:
+            missing = [split for split in SPLITS if split not in found]
+            if missing:
+                raise ImageFolderError(f"{source}: no {missing[0]}/ split beside {prefix}{'test' if missing[0] == 'train' else 'train'}/ "
+                                       f"(an image folder holds train/<class>/* and test/<class>/*)")
+            return prefix, names
+    raise ImageFolderError(f"{source}: no train/<class>/ and test/<class>/ folders (the ImageFolder layout)")
+
+
+def _decode_image_folder(source: Path, files: dict[str, Callable[[], bytes]]) -> ImageData:
+    by_split: dict[str, dict[str, list[str]]] = {split: {} for split in SPLITS}
+    for name in sorted(files):
+        parts = name.rstrip("/").split("/")
+        if len(parts) in (2, 3) and parts[0] in SPLITS and (len(parts) == 3 or name.endswith("/")):
+            by_split[parts[0]].setdefault(parts[1], [])                   # a class folder, empty or not
+            if len(parts) == 3 and not name.endswith("/") and parts[2].lower().endswith(IMAGE_SUFFIXES):
+                by_split[parts[0]][parts[1]].append(name)
+    classes = sorted(by_split["train"])
+    if sorted(by_split["test"]) != classes:
+        only_train = sorted(set(classes) - set(by_split["test"]))
+        only_test = sorted(set(by_split["test"]) - set(classes))
+        raise ImageFolderError(f"{source}: train/ and test/ hold different classes (only in train: "
+                               f"{', '.join(only_train) or 'none'}; only in test: {', '.join(only_test) or 'none'})")
+    for split in SPLITS:
+        for label in classes:
+            if not by_split[split][label]:
+                raise ImageFolderError(f"{source}: {split}/{label}/ holds no image ({', '.join(IMAGE_SUFFIXES)})")
+    size = None
+    decoded = {}
+    for split in SPLITS:
+        samples = [(name, k) for k, label in enumerate(classes) for name in by_split[split][label]]
+        images = None
+        for i, (name, _) in enumerate(tqdm(samples, desc=f"decode {source.name} {split}", unit="img",
+                                           mininterval=1.0)):
+            try:
+                with Image.open(io.BytesIO(files[name]())) as image:
+                    pixels = np.array(image.convert("RGB"))
+            except (OSError, ValueError, Image.DecompressionBombError) as exc:
+                raise ImageFolderError(f"{source}: cannot read the image {name}: {exc}") from None
+            size = size or pixels.shape[:2]
+            if pixels.shape[:2] != size:
+                raise ImageFolderError(f"{source}: {name} is {pixels.shape[1]}×{pixels.shape[0]}, the images before "
+                                       f"it {size[1]}×{size[0]}; every image of a folder data set has one size")
+            if images is None:
+                images = torch.empty((len(samples), 3, *size), dtype=torch.uint8)
+            images[i] = torch.from_numpy(pixels).permute(2, 0, 1)
+        decoded[split] = (images, torch.tensor([k for _, k in samples], dtype=torch.int64))
+    return ImageData(*decoded["train"], *decoded["test"], tuple(classes))
+
+
+# ---------------------------------------------------------------------------------------
 # Choosing a data set for an experiment's profile
 # ---------------------------------------------------------------------------------------
 
@@ -327,14 +473,37 @@ def per_class_subset(data: ImageData, per_class: int = 0, test_per_class: int = 
                      data.test_labels[test], data.classes)
 
 
-DATASETS = ("cifar10", "tiny_imagenet", "fashion_mnist", "synthetic")  # the names load_image_data takes
+DATASETS = ("cifar10", "tiny_imagenet", "fashion_mnist", "synthetic")  # the names load_image_data takes, and folder:PATH
 
 
 def load_image_data(name: str, per_class: int = 0, test_per_class: int = 0) -> ImageData:
-    """An experiment's data set by name, optionally cut to its first images of every class."""
+    """An experiment's data set by name (one of DATASETS, or folder:PATH for an image folder or
+    an archive of one: `load_image_folder`), optionally cut to its first images of every class."""
     if name == "synthetic":
         return synthetic_images(per_class=per_class or 40, test_per_class=test_per_class or 10)
+    if name.startswith("folder:"):
+        return per_class_subset(load_image_folder(name.removeprefix("folder:")), per_class, test_per_class)
     loaders = {"cifar10": load_cifar10, "tiny_imagenet": load_tiny_imagenet, "fashion_mnist": load_fashion_mnist}
     if name not in loaders:
-        raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
+        raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)} or folder:PATH")
     return per_class_subset(loaders[name](), per_class, test_per_class)
+
+
+@functools.lru_cache(maxsize=None)
+def dataset_id(name: str) -> str:
+    """What identifies a data set in records and cache keys: its name, or for folder:PATH the
+    source's file name and content hash (not its path, which differs between machines)."""
+    if not name.startswith("folder:"):
+        return name
+    source = Path(name.removeprefix("folder:")).expanduser()
+    return f"folder:{source.name}:{_content_hash(source)}" if source.exists() else name
+
+
+def check_dataset(name: str) -> None:
+    """ValueError unless `name` is a known data set or folder:PATH of an existing path."""
+    if name.startswith("folder:"):
+        if not Path(name.removeprefix("folder:")).expanduser().exists():
+            raise ValueError(f"{name}: no such folder or archive (folder:PATH names an image folder, "
+                             f"<root>/train/<class>/* and <root>/test/<class>/*, or a .tar.gz or .zip of one)")
+    elif name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)} or folder:PATH")

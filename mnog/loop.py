@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from typing import Callable
 from dataclasses import dataclass
 
 import torch
@@ -25,12 +26,14 @@ class UnlearnResult:
     seconds: float
     retain_indices: torch.Tensor | None  # D'_r: the retain samples the method could see (None: all)
     finite: bool                         # every parameter finite at the end (see on_nonfinite)
+    projections: tuple = ()              # MinNorm-OG: one ProjectionStep per projection (mnog.methods)
 
 
 def unlearn(model: nn.Module, method: str, forget, retain, loss: str | Task, epochs: int, *,
             batch_size: int | None = None, p_retain: float = 1.0, seed: int = 0,
             retain_seed: int | None = None, bn_stats: str = "loss", on_nonfinite: str = "raise",
-            progress: bool = False, **hyperparameters) -> UnlearnResult:
+            progress: bool = False, on_step: Callable[[int, int], None] | None = None,
+            **hyperparameters) -> UnlearnResult:
     """Unlearn the forget set from `model`, in place.
 
     model:      any torch.nn.Module (or an mnog.Ensemble of identical modules).
@@ -53,6 +56,8 @@ def unlearn(model: nn.Module, method: str, forget, retain, loss: str | Task, epo
     on_nonfinite: a run that ends with NaN/Inf parameters (a diverged method, e.g. GA at a
                 large η) raises NonFiniteError ("raise"), warns ("warn") or says nothing
                 ("ignore"); the result's `finite` tells.
+    on_step:    called as on_step(step, epoch) after every step (steps count from 1), e.g. to
+                watch the metrics move step by step (the model is in train mode; restore it).
     **hyperparameters: the method's, e.g. eta=1e-3, lambda_reg=0.1, ... ; an unknown or
                 missing one raises TypeError listing what the method takes.
     """
@@ -94,6 +99,8 @@ def unlearn(model: nn.Module, method: str, forget, retain, loss: str | Task, epo
     for epoch, retain_batch, forget_batch in tqdm(batches, total=epochs * steps_per_epoch, disable=not progress,
                                                   desc=method, unit="step", leave=False):
         runner.step(epoch, retain_batch, forget_batch)
+        if on_step is not None:
+            on_step(runner.steps, epoch)
     seconds = time.perf_counter() - start
     bad = nonfinite_parameters(model)
     if bad and on_nonfinite != "ignore":
@@ -102,7 +109,8 @@ def unlearn(model: nn.Module, method: str, forget, retain, loss: str | Task, epo
         if on_nonfinite == "raise":
             raise NonFiniteError(message)
         warnings.warn(message, stacklevel=2)
-    return UnlearnResult(method, config, epochs, runner.steps, seconds, kept, not bad)
+    return UnlearnResult(method, config, epochs, runner.steps, seconds, kept, not bad,
+                         tuple(getattr(runner, "trace", ())))
 
 
 def nonfinite_parameters(model: nn.Module) -> list[str]:

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from mnog import projection
 from mnog.batches import Batch, random_subset
-from mnog.ensemble import members_of
+from mnog.ensemble import Ensemble, members_of
 from mnog.models import reinitialize
 from mnog.tasks import Task, as_heads, batch_mean, kl_to_teacher
 
@@ -485,6 +485,7 @@ class MinNormOG(Method):
         super().__init__(*args, **kwargs)
         self.projections = 0
         self.warned_empty = False
+        self.trace: list[ProjectionStep] = []
 
     @classmethod
     def check_budget(cls, config, epochs):
@@ -519,9 +520,40 @@ class MinNormOG(Method):
                           "authors' code does on Tiny ImageNet)", stacklevel=2)
             self.warned_empty = True
         strength = c.lambda_reg * c.gamma_reg ** self.projections
-        projection.project_out(self.model, subsample.inputs, self.task, strength, bn_mode=c.bn_mode,
-                               solver=c.solver, precision=c.precision, untracked=untracked)
+        before = squared_norm(self.model)
+        rank = projection.project_out(self.model, subsample.inputs, self.task, strength, bn_mode=c.bn_mode,
+                                      solver=c.solver, precision=c.precision, untracked=untracked)
+        self.trace.append(ProjectionStep(self.steps, len(subsample) * len(as_heads(subsample.targets)),
+                                         rank, strength, before, squared_norm(self.model)))
         self.projections += 1
+
+
+@dataclass(frozen=True)
+class ProjectionStep:
+    """What one MinNorm-OG projection did (tensors: one value per ensemble member; no device
+    synchronisation while unlearning). θ' = θ − s·P_{G⊥}(θ) with P_{G⊥} orthogonal, so
+    ‖θ'‖² = ‖θ‖² − (1 − (1 − s)²)·‖P_{G⊥}θ‖² gives the orthogonal part from the two norms."""
+    step: int               # optimizer steps before it
+    rows: int               # k: the columns of G (samples × heads)
+    rank: torch.Tensor      # G's numerical rank
+    strength: float         # s
+    before: torch.Tensor    # ‖θ‖² before (float64)
+    after: torch.Tensor     # ‖θ‖² after
+
+    @property
+    def orthogonal_share(self) -> torch.Tensor:
+        """‖P_{G⊥}θ‖ / ‖θ‖: how much of θ lies outside the span of the output gradients."""
+        shrink = 1 - (1 - self.strength) ** 2
+        if shrink == 0:
+            return torch.full_like(self.before, float("nan"))
+        return ((self.before - self.after).clamp(min=0) / shrink / self.before).sqrt()
+
+
+def squared_norm(model: nn.Module) -> torch.Tensor:
+    """‖θ‖² over the trainable parameters in float64 (per member for an Ensemble)."""
+    members = isinstance(model, Ensemble)
+    return sum(p.detach().double().pow(2).flatten(1 if members else 0).sum(-1)
+               for p in model.parameters() if p.requires_grad)
 
 
 # The paper's order of its methods (the columns of Tables 2, 5 and 17, the legends of its figures).

@@ -57,3 +57,23 @@ def erasure_metrics(model: nn.Module, images: Tensor, labels: Tensor, norm, batc
                 correct += int(((content.argmax(-1) == part_labels) & (color_logits.argmax(-1) == GRAY)).sum())
     model.train(was_training)
     return correct / len(images), error / (3 * len(images))
+
+
+@torch.no_grad()
+def fit_accuracy(model: nn.Module, inputs: Tensor, targets, batch_size: int = 500) -> tuple[float, ...]:
+    """How well a classifier fits a set (D_r or D_f, as a Trial holds them: inputs and one
+    label tensor per head): per head, the fraction of samples predicted right, in eval mode;
+    for several heads, last, the fraction with every head right. A model that interpolates its
+    training set has 1.0 everywhere: the regime the paper's argument assumes."""
+    was_training = model.training
+    model.eval()
+    heads = targets if isinstance(targets, tuple) else (targets,)
+    hits = []
+    for index in torch.arange(len(inputs), device=inputs.device).split(batch_size):
+        outputs = model(inputs[index])
+        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+        hits.append(torch.stack([o.argmax(-1) == t[index] for o, t in zip(outputs, heads)]))
+    model.train(was_training)
+    hits = torch.cat(hits, dim=1).float()                              # (heads, samples)
+    per_head = [float(h.mean()) for h in hits]
+    return tuple(per_head) if len(per_head) == 1 else (*per_head, float(hits.prod(0).mean()))

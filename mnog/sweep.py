@@ -28,7 +28,7 @@ def grid(**axes: Sequence) -> list[dict]:
 def method_grid(method: str, axes: dict[str, Sequence], max_values: int = 0,
                 options: dict[str, dict] | None = None, epochs: int | None = None) -> list[dict]:
     """The configurations `method` sweeps: the product of the axes it takes (its required
-    hyperparameters), at most `max_values` values per axis (0: all), each with the method's
+    hyperparameters), at most `max_values` values per axis (0: all; `thin_axis`), each with the method's
     fixed `options[method]` (e.g. MinNorm-OG's order). Configurations the method rejects
     (MinNorm-OG's λ_reg > 1, or with `epochs` given its T_GD ≥ T) are left out."""
     method_cls = get_method(method)
@@ -38,7 +38,7 @@ def method_grid(method: str, axes: dict[str, Sequence], max_values: int = 0,
         raise ValueError(f"the grid has no axis for {method}'s {', '.join(missing)}")
     fixed = (options or {}).get(method, {})
     configs = []
-    for config in grid(**{n: list(axes[n])[:max_values or None] for n in names}):
+    for config in grid(**{n: thin_axis(n, axes[n], max_values) for n in names}):
         config = {**config, **fixed}
         try:
             built = method_cls.build_config(config)
@@ -48,6 +48,19 @@ def method_grid(method: str, axes: dict[str, Sequence], max_values: int = 0,
             continue
         configs.append(config)
     return configs
+
+
+def thin_axis(name: str, values: Sequence, max_values: int) -> list:
+    """At most `max_values` of a grid axis (0: all of them). The step size η keeps its largest
+    values (a budget of a few unlearning steps moves nothing at the smallest); every other
+    axis keeps values spread evenly from its first to its last, so that both ends of the
+    paper's range are tried. One value: the axis's first (η: its largest)."""
+    values = list(values)
+    if not max_values or max_values >= len(values):
+        return values
+    if name == "eta":
+        return sorted(values, reverse=True)[:max_values]
+    return [values[round(i)] for i in np.linspace(0, len(values) - 1, max_values)] if max_values > 1 else values[:1]
 
 
 @dataclass(frozen=True)
