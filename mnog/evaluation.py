@@ -108,6 +108,8 @@ class Evaluation:
     confidence: float
     seed: int
     mia_feature: str
+    sizes: tuple[int, int, int] | None = None     # samples in (forget, retain, test)
+    classes: tuple[int, ...] | None = None        # classes per head
 
     def as_dict(self) -> dict[str, float]:
         """Every number as a flat {name: float} for a JSON record: "ua", "ua_low", "ua_high", ...,
@@ -131,14 +133,18 @@ def _flat(name: str, estimate: Estimate) -> dict[str, float]:
     return {name: estimate.value, f"{name}_low": estimate.low, f"{name}_high": estimate.high}
 
 
-def evaluate(model: nn.Module, *, forget, retain, test, reference: nn.Module | None = None,
+def evaluate(model: nn.Module, *, forget, retain, test, reference: nn.Module | Evaluation | None = None,
              batch_size: int = 1000, n_bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0,
              mia_feature: str = "confidence", cv_folds: int = 5) -> Evaluation:
     """UA, RA, TA, the membership attacks and (with `reference`) their gaps, per head.
 
     model, reference: classifiers returning logits (N, C), or a tuple of them, one per head.
                 Run in eval mode, without gradients, in batches of `batch_size` on the device of
-                their parameters; each module's train/eval mode is restored afterwards.
+                their parameters; each module's train/eval mode is restored afterwards. The
+                reference may also be its own Evaluation on the same sets with the same options
+                and n_bootstrap=0 (`evaluate(reference_model, ..., n_bootstrap=0)`): its numbers
+                are reused, not recomputed, and the result equals the one with the reference
+                model (a sweep scores every job against one Retrain model per trial this way).
     forget, retain, test: (inputs, targets) tensor pairs, targets a tuple for a multi-head
                 model. D_f, D_r and unseen data from the same distribution.
     n_bootstrap: resamples behind every interval (0: no intervals); confidence: their level.
@@ -149,6 +155,14 @@ def evaluate(model: nn.Module, *, forget, retain, test, reference: nn.Module | N
     cv_folds:   folds of the loss attack's cross-validations (each set needs as many samples).
     """
     _check_options(batch_size, n_bootstrap, confidence, seed, mia_feature, cv_folds)
+    if isinstance(reference, Evaluation):
+        if n_bootstrap or reference.n_bootstrap:
+            raise ValueError("a reference given as an Evaluation needs n_bootstrap=0, here and in it (the paired "
+                             "bootstrap of the gaps needs the reference's per-sample numbers): pass the reference "
+                             "model instead")
+        alone = evaluate(model, forget=forget, retain=retain, test=test, batch_size=batch_size, n_bootstrap=0,
+                         seed=seed, mia_feature=mia_feature, cv_folds=cv_folds)
+        return _against(alone, reference)
     sets = {name: as_batch(data, None, name) for name, data in (("forget", forget), ("retain", retain),
                                                                 ("test", test))}
     for name, batch in sets.items():
@@ -189,7 +203,27 @@ def evaluate(model: nn.Module, *, forget, retain, test, reference: nn.Module | N
                             np.abs(diff_boot[:, averaged]).mean(1), confidence)
         heads.append(HeadEvaluation(scores, _scores(point["reference", h], boot["reference", h], confidence),
                                     gap, average))
-    return Evaluation(tuple(heads), n_bootstrap, confidence, seed, mia_feature)
+    return Evaluation(tuple(heads), n_bootstrap, confidence, seed, mia_feature,
+                      (n["forget"], n["retain"], n["test"]), classes["model"])
+
+
+def _against(alone: Evaluation, reference: Evaluation) -> Evaluation:
+    """`alone` (no reference) with the gaps to `reference`, both without intervals: the same
+    numbers as evaluating with the reference model (its scores do not depend on the model's)."""
+    same = [(what, getattr(alone, what), getattr(reference, what)) for what in ("sizes", "classes", "seed",
+                                                                                 "mia_feature")]
+    for what, ours, theirs in same:
+        if ours != theirs:
+            raise ValueError(f"the reference Evaluation was computed with other {what} ({theirs}) than this one "
+                             f"({ours}); evaluate the reference on the same sets with the same options")
+    heads = []
+    for head, ref in zip(alone.heads, reference.heads):
+        theirs = ref.scores
+        diff = {name: getattr(head.scores, name).value - getattr(theirs, name).value for name in METRICS}
+        gap = Scores(**{name: Estimate(abs(diff[name])) for name in METRICS})
+        average = Estimate(float(np.mean([abs(diff[name]) for name in AVERAGE_GAP_OF])))
+        heads.append(HeadEvaluation(head.scores, theirs, gap, average))
+    return Evaluation(tuple(heads), 0, alone.confidence, alone.seed, alone.mia_feature, alone.sizes, alone.classes)
 
 
 # ---------------------------------------------------------------- checks
