@@ -17,7 +17,12 @@ unlearns D_f with a p_retain fraction of D_r for T epochs, sweeping its Table 8-
 Metrics (eval mode, test set): retain quality = the fraction of gray copies whose class and
 color are both right; forget-quality error = mean (1 − p(gray | x))² over the gray, red and
 green copies. Per method: the Pareto frontier of its configurations' means over the trials,
-with standard-error bars, the GT point and the ideal point (1, 0).
+with standard-error bars, the GT point and the ideal point (1, 0). Every record also holds the
+field's standard metrics per head (class, color; mnog.experiment.field_metrics: forget set D_f,
+retain set D_r, test set the gray test copies labelled (class, gray), reference the GT model);
+figureN.csv holds their means per configuration, and claims.md shows them for each method's
+selected configuration, its frontier point closest to (1, 0) (not compared with the paper,
+which has none).
 
 The protocol follows the authors' code (SPEC §11; README "Differences from the authors'
 code"): BatchNorm's statistics see the retain and the forget batch of every step, D'_r is
@@ -45,16 +50,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import scipy.stats  # noqa: E402
+from tabulate import tabulate  # noqa: E402
 
-from mnog.compare import claims_markdown, write_claims  # noqa: E402
+from mnog.compare import FIELD_NOTE, claims_markdown, field_cell, field_columns, field_header, write_claims  # noqa: E402
 from mnog.config import parse_config  # noqa: E402
-from mnog.erasure import METHODS, PROFILES, SETTINGS, Config, LabelErasure, figures  # noqa: E402
+from mnog.erasure import FIELD_HEADS, METHODS, PROFILES, SETTINGS, Config, LabelErasure, figures  # noqa: E402
 from mnog.experiment import prepared, script_main, sweep  # noqa: E402
 from mnog.executors import ExecutorConfig  # noqa: E402
 from mnog.metrics import erasure_metrics, fit_accuracy  # noqa: E402
 from mnog.plan import Sweep, Work  # noqa: E402
 from mnog.results import RESULTS, provenance, write_json, write_text  # noqa: E402
-from mnog.sweep import Job, method_grid, pareto_front, summarize, variant  # noqa: E402
+from mnog.sweep import Job, field_means, method_grid, pareto_front, summarize, variant  # noqa: E402
 
 
 # -- one setting: the reference points, the sweep, the frontiers ----------------------------
@@ -86,7 +92,7 @@ def run_setting(experiment: LabelErasure, executor: ExecutorConfig) -> tuple[pd.
         front = pareto_front(group["mean_quality"].to_numpy(), group["mean_error"].to_numpy())
         points.loc[group.index[front], "frontier"] = True
     points["distance"] = np.hypot(1 - points["mean_quality"], points["mean_error"])
-    return points.assign(figure=setting.figure), gt_point, initial_point
+    return field_means(points, records).assign(figure=setting.figure), gt_point, initial_point
 
 
 def interpolation(state) -> dict:
@@ -121,6 +127,22 @@ def mean_point(per_trial: list[tuple[float, float]], classes: int) -> dict:
     se = scipy.stats.sem(values, axis=0) if len(values) > 1 else np.zeros(2)
     return {"quality": float(values[:, 0].mean()), "error": float(values[:, 1].mean()), "quality_se": float(se[0]),
             "error_se": float(se[1]), "classes": classes}
+
+
+def selected(points: pd.DataFrame) -> pd.DataFrame:
+    """Each method's selected configuration per figure: its frontier point closest to (1, 0)."""
+    front = points[points["frontier"].astype(bool)]
+    return front.loc[front.groupby(["figure", "method"])["distance"].idxmin()].sort_values(["figure", "distance"])
+
+
+def field_markdown(points: pd.DataFrame) -> str:
+    """The selected configurations: the paper's two metrics and the field's beside them."""
+    extra = field_columns(points.columns)
+    rows = [[f"Figure {r['figure']}", r["method"], f"{r['mean_quality']:.3f}", f"{r['mean_error']:.3f}",
+             f"{r['distance']:.3f}", *(field_cell(r[c]) for c in extra)] for _, r in selected(points).iterrows()]
+    return tabulate(rows, headers=["setting", "method", "retain quality", "forget error", "distance to (1, 0)",
+                                   *(field_header(c, FIELD_HEADS) for c in extra)], tablefmt="github",
+                    disable_numparse=True)
 
 
 # -- plots and claims -------------------------------------------------------------------------
@@ -194,17 +216,20 @@ def main(argv=None) -> int:
         initials[figure] = initial
     checks = claims(panels)
     out.mkdir(parents=True, exist_ok=True)
-    pd.concat([p for _, p, _ in panels], ignore_index=True).to_csv(out / f"{name}.csv", index=False)
+    table = pd.concat([p for _, p, _ in panels], ignore_index=True)
+    table.to_csv(out / f"{name}.csv", index=False)
     fig = plot(panels, f"Label Erasure, profile {profile}")
     for suffix in ("png", "pdf"):
         fig.savefig(out / f"{name}.{suffix}", dpi=150, bbox_inches="tight")
     text = claims_markdown(checks)
-    write_text(out / "claims.md", text + "\n")
+    write_text(out / "claims.md", "\n\n".join([text, "Each method's frontier point closest to (1, 0). " + FIELD_NOTE,
+                                               field_markdown(table)]) + "\n")
     write_claims(out, checks)
-    write_json(out / "config.json", {"profile": profile, "config": cfg, "gt": {s.figure: g for s, _, g in panels},
+    write_json(out / "config.json", {"profile": profile, "config": cfg, "field_heads": FIELD_HEADS,
+                                     "gt": {s.figure: g for s, _, g in panels},
                                      "initial": initials, "grids": {s.figure: s.grid_source for s, _, _ in panels},
                                      "provenance": provenance()})
-    print(text + f"\nwrote {out}/{name}.png/.pdf/.csv")
+    print(text + "\n\n" + field_markdown(table) + f"\nwrote {out}/{name}.png/.pdf/.csv")
     failed = sum(not ok for _, ok, _ in checks)
     if failed and cfg.enforce:
         print(f"{failed} claim(s) failed", file=sys.stderr)

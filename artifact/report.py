@@ -44,7 +44,7 @@ from tabulate import tabulate
 
 from mnog.config import PROFILES, OneLineParser, auto_profile
 from mnog.errors import cli
-from mnog.compare import cell, describe, fmt, stats
+from mnog.compare import FIELD_NOTE, cell, describe, field_cell, field_columns, field_header, fmt, stats
 from mnog.targets import TARGETS, Target
 from mnog.results import RESULTS, device_name, now, provenance, write_json, write_text
 
@@ -208,12 +208,15 @@ def target_blocks(o: Outcome) -> list:
                            "false): failures are shown, marked \"not enforced\", and do not fail `make check`."))
     if o.cells is not None:
         cells, names = o.cells, stats(o.cells)
+        extra = field_columns(cells.columns)         # the field's metrics of our configuration, where stored
         rows = [[*(_plain(r[k]) for k in _keys(cells)), cell(r, names), cell(r, names, "_paper"), describe(r["check"]),
-                 mark(r["pass"], o.enforced, r["expected"] == "deviation")] for _, r in cells.iterrows()]
+                 mark(r["pass"], o.enforced, r["expected"] == "deviation"), *(field_cell(r[c]) for c in extra)]
+                for _, r in cells.iterrows()]
         passed = int(cells["pass"].sum())
         blocks += [Para(f"Ours beside the paper's: {passed} of {len(cells)} cells within tolerance "
-                        f"(rules: paper_tables/, mnog/compare.py)."),
-                   Table([*_keys(cells), "ours", "paper", "tolerance", "result"], rows)]
+                        f"(rules: paper_tables/, mnog/compare.py)." + (" " + FIELD_NOTE if extra else "")),
+                   Table([*_keys(cells), "ours", "paper", "tolerance", "result",
+                          *(field_header(c, tuple(o.config.get("field_heads", ()))) for c in extra)], rows)]
     if t.kind == "runtime":
         blocks += runtime_blocks(o)
     if t.kind == "fits" and "sup_error" in o.config:
@@ -225,6 +228,8 @@ def target_blocks(o: Outcome) -> list:
                          [[m, fmt(e), json.dumps(configs.get(m, {}))] for m, e in errors.items()])]
     if t.kind == "erasure":
         blocks += erasure_blocks(o)
+    if t.kind == "field":
+        blocks += field_blocks(o)
     if o.claims:
         blocks += [Para("The paper's claims, checked on our numbers:"),
                    Table(["claim", "result", "our numbers"],
@@ -250,16 +255,31 @@ def erasure_blocks(o: Outcome) -> list:
     points = pd.read_csv(o.folder / f"{o.target.name}.csv")
     front = points[points["frontier"].astype(bool)]
     best = front.loc[front.groupby(["figure", "method"])["distance"].idxmin()].sort_values(["figure", "distance"])
+    extra = field_columns(points.columns)            # the field's metrics (records since issue 15)
     rows = [[f"Figure {r['figure']}", r["method"], f"{r['mean_quality']:.3f} ± {r['se_quality']:.3f}",
-             f"{r['mean_error']:.3f} ± {r['se_error']:.3f}", f"{r['distance']:.3f}"] for _, r in best.iterrows()]
+             f"{r['mean_error']:.3f} ± {r['se_error']:.3f}", f"{r['distance']:.3f}", *(field_cell(r[c]) for c in extra)]
+            for _, r in best.iterrows()]
     for figure, gt in sorted(o.config.get("gt", {}).items()):
         rows.append([f"Figure {figure}", "GT model", f"{gt['quality']:.3f} ± {gt['quality_se']:.3f}",
-                     f"{gt['error']:.3f} ± {gt['error_se']:.3f}", f"{math.hypot(1 - gt['quality'], gt['error']):.3f}"])
+                     f"{gt['error']:.3f} ± {gt['error_se']:.3f}", f"{math.hypot(1 - gt['quality'], gt['error']):.3f}",
+                     *("" for _ in extra)])
     dataset = o.config.get("config", {}).get("dataset")
     note = f" (data set at this profile: {dataset})" if dataset else ""
+    heads = tuple(o.config.get("field_heads", ()))
     return [Para(f"Each method's frontier point closest to the ideal (1, 0){note}; the paper gives these "
-                 "frontiers as plots only, so the claims below are the check."),
-            Table(["setting", "method", "retain quality", "forget error", "distance to (1, 0)"], rows)]
+                 "frontiers as plots only, so the claims below are the check." + (" " + FIELD_NOTE if extra else "")),
+            Table(["setting", "method", "retain quality", "forget error", "distance to (1, 0)",
+                   *(field_header(c, heads) for c in extra)], rows)]
+
+
+def field_blocks(o: Outcome) -> list:
+    """A benchmark scored by the field's metrics alone (random forgetting): each method at its
+    selected configuration, the GT (Retrain) model, and published numbers where stored."""
+    table = pd.read_csv(o.folder / f"{o.target.name}.csv")
+    extra = field_columns(table.columns)
+    rows = [[r["method"], *(field_cell(r[c]) for c in extra), r["config"]] for _, r in table.iterrows()]
+    return [Para(o.config.get("selection", "") + " " + FIELD_NOTE),
+            Table(["method", *(field_header(c) for c in extra), "configuration"], rows)]
 
 
 def build(profile: str, results: Path = RESULTS) -> tuple[list, list[Outcome]]:

@@ -15,6 +15,12 @@ a p_retain fraction of D_r for T epochs (batch 256; logits clamped to ±30 in th
 sweeping its Table 18-22 grid; the metric is color accuracy (%): every test image in each
 of the 10 colors, correct when the prediction names the color shown. Per method and row,
 the configuration with the best mean over the trials is reported as mean ± standard error.
+Every record also holds the field's standard metrics (mnog.experiment.field_metrics: UA, RA,
+TA, MIA-efficacy, the loss attack, gaps to GT, the average gap), with D_f as forget set, D_r
+(a fixed subsample of 2,000 when larger) as retain set, the test images in their class's color
+with class labels as test set and the trial's GT model as reference; the table shows them
+beside color accuracy for each selected configuration (not compared with the paper, which has
+none).
 
 The protocol follows the authors' code (SPEC §11; README "Differences from the authors'
 code"), each choice a flag (--bn-stats, --precision, --grids, --minnorm-order,
@@ -41,13 +47,14 @@ from mnog.colors import CIFAR_NORM, PALETTE, ColoredImages, concat
 from mnog.compare import PAPER_TABLES, compare, load_paper_table, publish
 from mnog.config import field, parse_config
 from mnog.datasets import dataset_id, load_image_data, planned_sizes
-from mnog.experiment import Experiment, Prepared, Trial, prepared, script_main, sweep
+from mnog.experiment import Experiment, Prepared, Trial, field_metrics, prepared, script_main, sweep
 from mnog.methods import paper_methods
 from mnog.metrics import color_accuracy, fit_accuracy
 from mnog.models import ColorResNet
 from mnog.plan import Cost, ModelCost, Recipe, Sweep, Work, method_steps, variants
 from mnog.results import RESULTS, provenance, stable_hash, write_json
-from mnog.sweep import ImageSweepConfig, Job, method_grid, search_grid, select_best, summarize, variant
+from mnog.sweep import (ImageSweepConfig, Job, field_means, method_grid, search_grid, select_best, summarize,
+                        variant)
 from mnog.tasks import Task
 from mnog.training import Phase, SGDConfig, train_cached
 
@@ -162,7 +169,9 @@ class RepresentationCollapse(Experiment):
             initial, gt = self._models(retain, forget, seed)
             trials[seed] = Trial(seed, initial, (retain.inputs(), retain.targets()), (forget.inputs(), forget.targets()),
                                  {"gt": gt})
-        return Prepared(trials, data.test_images.to(dev))
+        test = ColoredImages(data.test_images, colors=data.test_labels, labels=data.test_labels, palette=PALETTE,
+                             norm=CIFAR_NORM).to(dev)                # in their class's color, as D_r
+        return Prepared(trials, data.test_images.to(dev), test=(test.inputs(), test.targets()))
 
     def cache_path(self, seed: int):
         """results/cache/collapse-<hash>.pt: the stem of a trial's two cached models (-initial, -gt)."""
@@ -190,8 +199,11 @@ class RepresentationCollapse(Experiment):
                                         desc=f"trial {seed}: {name} model", precision=cfg.precision)
         return models["initial"], models["gt"]
 
-    def score(self, model, prepared: Prepared) -> dict[str, float]:
-        return {"color_accuracy": 100 * color_accuracy(model, prepared.evaluation, PALETTE, CIFAR_NORM)}
+    def color_accuracy(self, model, prepared: Prepared) -> float:
+        return 100 * color_accuracy(model, prepared.evaluation, PALETTE, CIFAR_NORM)
+
+    def score(self, model, prepared: Prepared, trial: Trial) -> dict[str, float]:
+        return {"color_accuracy": self.color_accuracy(model, prepared), **field_metrics(model, trial, prepared.test)}
 
     # -- costs (mnog.plan), from the data set's sizes (nothing loaded) --------------------------
     def sizes(self) -> tuple[int, int, int, int]:
@@ -259,8 +271,9 @@ def main(argv=None) -> int:
           f"{first.device()} · BatchNorm statistics: {cfg.bn_stats} batches · training in {cfg.precision}")
 
     state = prepared(first)                     # trains θ* and GT of every trial once (then cached)
-    references = {seed: {"initial": first.score(t.initial, state)["color_accuracy"],
-                         "gt": first.score(t.references["gt"], state)["color_accuracy"]}
+    references = {seed: {"initial": first.color_accuracy(t.initial, state),
+                         "gt": first.color_accuracy(t.references["gt"], state),
+                         "initial_field": field_metrics(t.initial, t, state.test)}
                   for seed, t in state.trials.items()}
     print("color accuracy (%) of θ* and GT per trial:",
           ", ".join(f"{s}: {r['initial']:.1f} / {r['gt']:.1f}" for s, r in references.items()))
@@ -281,7 +294,7 @@ def main(argv=None) -> int:
         records = sweep(planned.experiment, planned.jobs, executor, desc=planned.desc)
         summary = summarize(records, "color_accuracy", higher_is_better=True)
         best = select_best(summary, n=cfg.trials, by="mean", higher_is_better=True)
-        best_rows.append(best.assign(retain_pct=100 * p_retain))
+        best_rows.append(field_means(best, records).assign(retain_pct=100 * p_retain))
 
     best = pd.concat(best_rows, ignore_index=True)
     keys = ["retain_pct", "epochs", "method"]

@@ -48,11 +48,13 @@ def colorize(images: Tensor, colors: Tensor, palette: tuple[tuple[int, int, int]
     return ((luminance(images).to(torch.int32) * rgb[:, :, None, None] + 127) // 255).to(torch.uint8)
 
 
-def render(images: Tensor, colors: Tensor, palette: tuple[tuple[int, int, int], ...],
+def render(images: Tensor, colors: Tensor, palette: tuple[tuple[int, int, int], ...] | None,
            norm: tuple[tuple[float, ...], tuple[float, ...]], dtype: torch.dtype = torch.float32) -> Tensor:
-    """Colored copies as normalized model inputs: (x / 255 − mean) / std per channel."""
+    """Colored copies as normalized model inputs: (x / 255 − mean) / std per channel; with
+    palette None the images in their own colors (the standard benchmark's plain images)."""
     mean, std = (torch.tensor(v, dtype=dtype, device=images.device).view(1, 3, 1, 1) for v in norm)
-    return (colorize(images, colors, palette).to(dtype) / 255 - mean) / std
+    shown = images if palette is None else colorize(images, colors, palette)
+    return (shown.to(dtype) / 255 - mean) / std
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ class ColoredImages:
     images: Tensor                        # (N, C, H, W) uint8
     colors: Tensor                        # (N,) index into palette
     labels: Tensor | tuple[Tensor, ...]   # (N,) per head
-    palette: tuple[tuple[int, int, int], ...]
+    palette: tuple[tuple[int, int, int], ...] | None   # None: the images in their own colors
     norm: tuple[tuple[float, ...], tuple[float, ...]]
     weights: Tensor | None = None         # (N,) per-sample loss weight; None = 1
 

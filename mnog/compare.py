@@ -94,14 +94,56 @@ def cell(row, names: tuple[str, ...], suffix: str = "") -> str:
     return f"{fmt(values[0])} ({fmt(values[1])}, {fmt(values[2])})"
 
 
-def comparison_markdown(comparison: pd.DataFrame, keys: list[str], names: tuple[str, ...]) -> str:
+# The field's metrics (mnog.evaluate; records hold them beside the paper's) that tables show,
+# in this order, per head, each as a percentage.
+FIELD_SHOWN = ("ua", "ra", "ta", "mia_efficacy", "loss_mia_forget_auc", "average_gap")
+FIELD_LABELS = {"ua": "UA", "ra": "RA", "ta": "TA", "mia_efficacy": "MIA-eff.", "loss_mia_forget_auc": "loss-MIA AUC",
+                "average_gap": "avg gap"}
+FIELD_NOTE = ("The field's standard metrics of the same configurations, in % (mnog.evaluate, not compared with "
+              "the paper, which has none): UA = 1 − forget accuracy, RA, TA = retain and test accuracy, MIA-eff. = "
+              "SalUn's MIA-efficacy, loss-MIA AUC = the loss attack's AUC on forget vs test (50 is ideal), avg gap = "
+              "the mean gap of UA, RA, TA and MIA-eff. to the GT (Retrain) model, means over the trials.")
+
+
+def _field_split(name: str) -> tuple[str, str]:
+    """("head0", "ua") for "head0_ua", ("", "ua") for "ua"."""
+    head, _, rest = name.partition("_")
+    return (head, rest) if head.startswith("head") and head[4:].isdigit() else ("", name)
+
+
+def field_columns(names) -> list[str]:
+    """The names among `names` that FIELD_SHOWN lists ("ua", or per head "head0_ua",
+    "head1_ua", ...), head by head in FIELD_SHOWN's order."""
+    found = [(_field_split(n), n) for n in set(names) if _field_split(n)[1] in FIELD_SHOWN]
+    return [n for (head, base), n in sorted(found, key=lambda f: (f[0][0], FIELD_SHOWN.index(f[0][1])))]
+
+
+def field_header(column: str, heads: tuple[str, ...] = ()) -> str:
+    """"UA", or per head "color UA" (heads: the heads' names) / "head 1 UA"."""
+    head, base = _field_split(column)
+    if not head:
+        return FIELD_LABELS[base]
+    index = int(head[4:])
+    return f"{heads[index] if index < len(heads) else f'head {index}'} {FIELD_LABELS[base]}"
+
+
+def field_cell(value) -> str:
+    return "—" if value is None or pd.isna(value) or not math.isfinite(value) else f"{100 * value:.1f}"
+
+
+def comparison_markdown(comparison: pd.DataFrame, keys: list[str], names: tuple[str, ...],
+                        heads: tuple[str, ...] = ()) -> str:
+    """Ours beside the paper's, cell by cell, and the field's metrics of our configuration where
+    the table holds them (`field_columns`)."""
     def mark(row):
         if row["expected"] == "deviation":
             return "✗ known deviation" if not row["pass"] else "✓ (known deviation not seen)"
         return "✓" if row["pass"] else "✗"
+    extra = field_columns(comparison.columns)
     rows = [[*(row[k] for k in keys), cell(row, names), cell(row, names, "_paper"), describe(row["check"]),
-             mark(row)] for _, row in comparison.iterrows()]
-    return tabulate(rows, headers=[*keys, "ours", "paper", "tolerance", "pass"], tablefmt="github")
+             mark(row), *(field_cell(row[c]) for c in extra)] for _, row in comparison.iterrows()]
+    return tabulate(rows, headers=[*keys, "ours", "paper", "tolerance", "pass", *(field_header(c, heads) for c in extra)],
+                    tablefmt="github")
 
 
 def wide_markdown(table: pd.DataFrame, index: list[str], columns: str, order: list[str],
@@ -132,8 +174,9 @@ def publish(out: Path, table: str, title: str, caption: str, best: pd.DataFrame,
     best.to_csv(out / f"{table}.csv", index=False)
     comparison.to_csv(out / "comparison.csv", index=False)
     index = [k for k in keys if k != "method"]
+    beside = "Beside the paper:" + (" " + FIELD_NOTE if field_columns(comparison.columns) else "")
     text = "\n\n".join([f"# {title}", caption, wide_markdown(best, index, "method", order, names),
-                         "Beside the paper:", comparison_markdown(comparison, keys, names),
+                         beside, comparison_markdown(comparison, keys, names),
                          "Claims:", claims_markdown(claims)])
     write_text(out / f"{table}.md", text + "\n")
     write_claims(out, claims)

@@ -13,6 +13,10 @@ D_r ∪ D_f and the ground-truth (GT) model on D_r (mnog.training.label_erasure_
 both cached by a hash of everything that determines them. Metrics (eval mode, the test
 set): retain quality, the fraction of gray copies whose class and color are both right;
 forget-quality error, the mean of (1 − p(gray | x))² over the gray, red and green copies.
+Beside them every record holds the field's standard metrics per head (class, color;
+mnog.experiment.field_metrics): forget set D_f, retain set D_r (a fixed subsample of 2,000 when
+larger), test set the gray copies of the test images labelled (class, gray), reference the
+trial's GT model.
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ from mnog.colors import CIFAR_NORM, ERASURE_RGB, GRAY, GREEN, IMAGENET_NORM, RED
 from mnog.compare import PAPER_TABLES
 from mnog.config import field
 from mnog.datasets import dataset_id, load_image_data, planned_sizes
-from mnog.experiment import Experiment, Prepared, Trial
+from mnog.experiment import Experiment, Prepared, Trial, field_metrics
 from mnog.methods import paper_methods
 from mnog.metrics import erasure_metrics
 from mnog.models import ColorResNet
@@ -157,7 +161,11 @@ class LabelErasure(Experiment):
             initial, gt = self._models(setting, retain, forget, seed, classes)
             trials[seed] = Trial(seed, initial, (retain.inputs(), retain.targets()), (forget.inputs(), forget.targets()),
                                  {"gt": gt})
-        return Prepared(trials, (data.test_images.to(dev), data.test_labels.to(dev), classes))
+        test_images, test_labels = data.test_images.to(dev), data.test_labels.to(dev)
+        gray = ColoredImages(test_images, colors=torch.full_like(test_labels, GRAY),
+                             labels=(test_labels, torch.full_like(test_labels, GRAY)), palette=ERASURE_RGB,
+                             norm=setting.norm)
+        return Prepared(trials, (test_images, test_labels, classes), test=(gray.inputs(), gray.targets()))
 
     def training_recipe(self) -> str:
         """The data set whose SPEC §7 recipe trains the models (substituted data: CIFAR-10's)."""
@@ -191,9 +199,10 @@ class LabelErasure(Experiment):
                                         seed=seed, desc=f"trial {seed}: {name} model", precision=cfg.precision)
         return models["initial"], models["gt"]
 
-    def score(self, model, prepared: Prepared) -> dict[str, float]:
+    def score(self, model, prepared: Prepared, trial: Trial) -> dict[str, float]:
         images, labels, _ = prepared.evaluation
-        return dict(zip(self.metrics, erasure_metrics(model, images, labels, self.panel.norm)))
+        paper = dict(zip(self.metrics, erasure_metrics(model, images, labels, self.panel.norm)))
+        return {**paper, **field_metrics(model, trial, prepared.test)}
 
     # -- costs (mnog.plan), from the data set's sizes (nothing loaded) --------------------------
     def sizes(self) -> tuple[int, int, int, int, int]:
@@ -227,3 +236,6 @@ class LabelErasure(Experiment):
         steps = method_steps(job, self.steps_per_epoch())
         return Cost(self.recipe(), tuple((m, n * trials) for m, n in steps), scored=trials * 3 * self.sizes()[3],
                     runs=((job.method, trials),))
+
+
+FIELD_HEADS = ("class", "color")   # the heads of the field's metrics: head0_ (content class), head1_ (color)

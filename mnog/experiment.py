@@ -11,7 +11,7 @@ An artifact script subclasses `Experiment` as a frozen dataclass holding its con
 
         def setting(self): ...        # everything besides (method, T, config, trial) that determines a record
         def prepare(self): ...        # the data and the trained models every job needs -> Prepared
-        def score(self, model, prepared): ...          # {metric: value} of one unlearned model
+        def score(self, model, prepared, trial): ...   # {metric: value} of one model unlearned from `trial`
         task = Task("cross_entropy", logit_clamp=30)   # the loss of mnog.unlearn
         def protocol(self): ...       # mnog.unlearn's batching: batch_size, p_retain, bn_stats
 
@@ -24,6 +24,9 @@ and runs `sweep(experiment, jobs, executor_options, desc)`. The core owns the re
   the job, seeded by one convention (`job_seed`: a hash of the job's key; D'_r from the trial
   alone, `mnog.sweep.retain_seed`), scored; a run that diverges is recorded as such. An
   experiment that runs its trials together (Table 5's ensembles) overrides `run`.
+* `field_metrics(model, trial, test)`: the unlearning field's standard metrics (mnog.evaluate:
+  UA, RA, TA, membership attacks, gaps to the trial's GT model), which a classification
+  experiment's `score` returns beside its paper's metrics.
 * `sweep`: the record store, the executor, resuming, and the records (mnog.sweep.run_sweep);
   selection and publishing are mnog.sweep.select_best and mnog.compare.publish.
 
@@ -37,7 +40,9 @@ import copy
 import dataclasses
 import functools
 import importlib
+import math
 import sys
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -46,6 +51,7 @@ from torch import nn
 
 from mnog.config import PlanRequested
 from mnog.errors import NonFiniteError, cli
+from mnog.evaluation import evaluate
 from mnog.executors import ExecutorConfig, from_config, job_device
 from mnog.loop import UnlearnResult, unlearn
 from mnog.results import RESULTS, RecordStore
@@ -70,6 +76,7 @@ class Prepared:
     whatever the scoring reads (a test set)."""
     trials: dict[int, Trial]
     evaluation: Any = None
+    test: tuple | None = None   # (inputs, targets): unseen data rendered as the trials' sets, for field_metrics
 
 
 def job_seed(job: Job, setting: dict, trial: int) -> int:
@@ -99,7 +106,8 @@ class Experiment:
     def prepare(self) -> Prepared:
         raise NotImplementedError
 
-    def score(self, model: nn.Module, prepared: Prepared) -> dict[str, float]:
+    def score(self, model: nn.Module, prepared: Prepared, trial: Trial) -> dict[str, float]:
+        """The metrics of `model`, unlearned from `trial`'s initial model: at least `metrics`."""
         raise NotImplementedError
 
     def protocol(self) -> dict:
@@ -134,8 +142,56 @@ class Experiment:
             except NonFiniteError:
                 out[seed] = diverged_metrics(self.metrics)
                 continue
-            out[seed] = self.score(model, prepared)
+            out[seed] = self.score(model, prepared, prepared.trials[seed])
         return out
+
+
+# -- the field's standard metrics --------------------------------------------------------------
+
+FIELD_RETAIN = 2000   # retain samples field_metrics scores (a fixed subsample of D_r when larger)
+FIELD_CV_FOLDS = 5    # mnog.evaluate's default; fewer when a set is smaller
+_REFERENCES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # Trial -> (test, its GT's Evaluation)
+
+
+def field_sets(trial: Trial, test: tuple) -> dict[str, tuple]:
+    """The sets `field_metrics` scores: forget = the trial's D_f; retain = D_r, or when it holds
+    more than FIELD_RETAIN samples a fixed random subsample of that many (drawn from the trial's
+    seed alone: the same for every job; the attacks balance members against the test set anyway,
+    and SalUn's SVC fit grows quadratically: 6.5 s for 10,000 samples a side on the 2-core CPU);
+    test = the experiment's test set."""
+    inputs, targets = trial.retain
+    if len(inputs) > FIELD_RETAIN:
+        index = torch.randperm(len(inputs), generator=torch.Generator().manual_seed(trial.seed))[:FIELD_RETAIN]
+        index = index.sort().values.to(inputs.device)
+        pick = lambda t: t[index]  # noqa: E731
+        inputs, targets = pick(inputs), tuple(map(pick, targets)) if isinstance(targets, tuple) else pick(targets)
+    return {"forget": trial.forget, "retain": (inputs, targets), "test": test}
+
+
+def field_metrics(model: nn.Module, trial: Trial, test: tuple) -> dict[str, float]:
+    """The field's standard metrics of `model` as a record stores them: mnog.evaluate(model,
+    **field_sets(trial, test), reference=trial's GT model, n_bootstrap=0, seed=trial.seed)
+    .as_dict() (UA, RA, TA, the membership attacks, gaps to GT and the average gap; per head
+    "head0_", "head1_", ... for a multi-head model). The GT model's own evaluation is computed
+    once per trial and process and reused (the same numbers: mnog.evaluate). Cross-validation
+    uses FIELD_CV_FOLDS folds, or as many as the smallest set has samples; with a set of one
+    sample there is nothing to cross-validate and the result is empty. A model whose logits are
+    not finite gets NaN for every number."""
+    sets = field_sets(trial, test)
+    folds = min(FIELD_CV_FOLDS, *(len(inputs) for inputs, _ in sets.values()))
+    if folds < 2:
+        return {}
+    options = {"n_bootstrap": 0, "seed": trial.seed, "cv_folds": folds}
+    cached = _REFERENCES.get(trial)
+    if cached is None or cached[0] is not test:
+        cached = (test, evaluate(trial.references["gt"], **sets, **options))
+        _REFERENCES[trial] = cached
+    reference = cached[1]
+    try:
+        return evaluate(model, **sets, reference=reference, **options).as_dict()
+    except NonFiniteError:
+        return dict.fromkeys(evaluate(trial.references["gt"], **sets, reference=reference, **options).as_dict(),
+                             math.nan)
 
 
 def resolve_device(name: str) -> torch.device:

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from mnog.compare import field_columns
 from mnog.errors import NonFiniteError
 from mnog.config import field
 from mnog.executors import Executor, Serial
@@ -321,6 +322,22 @@ def summarize(records: list[dict], metric: str, higher_is_better: bool = False) 
 def _value(record: dict, metric: str, worst: float) -> float:
     value = (record.get("metrics") or {}).get(metric)
     return worst if value is None or not math.isfinite(value) else float(value)
+
+
+def field_means(table: pd.DataFrame, records: list[dict]) -> pd.DataFrame:
+    """`table` (rows naming method, epochs, config, as `summarize` writes them) with the mean
+    over the trials of each field metric (`field_columns`) as extra columns named as in the
+    records; NaN where a trial lacks it or diverged."""
+    names = field_columns({name for r in records for name in (r.get("metrics") or {})})
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault((r["method"], r["epochs"], json.dumps(r["config"], sort_keys=True)), []).append(
+            r.get("metrics") or {})
+    out = table.copy()
+    for name in names:
+        out[name] = [float(np.mean([m.get(name, math.nan) for m in groups.get((row.method, row.epochs, row.config), [])]
+                                   or [math.nan])) for row in table.itertuples()]
+    return out
 
 
 def select_best(summary: pd.DataFrame, n: int, by: str = "median", higher_is_better: bool = False) -> pd.DataFrame:

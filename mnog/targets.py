@@ -27,7 +27,7 @@ class Target:
     summary: str                 # one line for `make help`
     script: str                  # the module in artifact/ that makes it
     args: tuple[str, ...] = ()   # the script's arguments for this target
-    kind: str = "cells"          # what the report shows: cells (comparison.csv), fits, erasure, runtime
+    kind: str = "cells"          # what the report shows: cells (comparison.csv), fits, erasure, runtime, field
     needs: tuple[str, ...] = ()  # targets whose results it reads (run first when theirs are missing)
     shows: str = ""              # what the paper shows, and what to look for in ours (the report)
 
@@ -97,6 +97,12 @@ TARGETS: tuple[Target, ...] = (
            shows="Seconds per unlearning epoch of every method, Label Erasure on Tiny ImageNet with ColorResNet-50 "
                  "(Figure 7's setting), mean over the trials. Absolute times depend on the machine; the reproducible "
                  "content is the ratio to GD: the paper's MinNorm-OG takes 0.78 s, 1.16 × GD's 0.67 s."),
+    Target("random_forgetting", "— (the field's benchmark)", "random forgetting of 10% of CIFAR-10, ResNet-18: UA, "
+           "RA, TA, MIA, gap to Retrain", "random_forgetting", kind="field",
+           shows="Not in the paper: the unlearning field's standard benchmark (SalUn's protocol), a ResNet-18 "
+                 "forgetting a random 10% of CIFAR-10's training set, every method at the configuration with the "
+                 "smallest average gap to a model retrained from scratch on the rest (GT). No published numbers are "
+                 "stored for it, so nothing is checked: compare by eye."),
 )
 BY_NAME = {t.name: t for t in TARGETS}
 

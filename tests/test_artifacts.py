@@ -149,6 +149,11 @@ def test_table2_smoke_runs_every_method_on_a_synthetic_image_set(tmp_path):
     assert "Representation Collapse" in proc.stdout and "MinNorm-OG is the best unlearning method" in proc.stdout
     cached = list((tmp_path / "cache").glob("collapse-*.pt"))
     assert len(cached) == 4                                   # θ* and GT of both trials, reused by a re-run
+    # The field's metrics beside color accuracy: in every record, and for each selected configuration.
+    stored = [json.loads(line) for line in (tmp_path / "table2" / "records.jsonl").read_text().splitlines()]
+    assert all({"color_accuracy", "ua", "ra", "ta", "mia_efficacy", "gap_ua", "average_gap"} <= set(r["metrics"])
+               for r in stored)
+    assert {"ua", "average_gap"} <= set(comparison.columns) and "avg gap" in proc.stdout
 
 
 def test_label_erasure_smoke_plots_frontiers_and_table3_times_every_method(tmp_path):
@@ -168,6 +173,10 @@ def test_label_erasure_smoke_plots_frontiers_and_table3_times_every_method(tmp_p
     assert all((r["config"]["mask_loss"], r["config"]["unmasked"]) == ("batch_sum", "decay")
                for r in stored if r["method"] == "SalUn")
     assert all(r["config"]["order"] == "project_first" for r in stored if r["method"] == "MinNorm-OG")
+    # The field's metrics per head (class, color) beside the paper's two, in every record and the CSV.
+    assert all({"retain_quality", "forget_error", "head0_ua", "head1_ua", "head1_mia_efficacy", "head1_average_gap"}
+               <= set(r["metrics"]) for r in stored)
+    assert {"head0_ta", "head1_average_gap"} <= set(points.columns) and "color avg gap" in proc.stdout
     fit = json.loads((out / "config.json").read_text())["initial"]["6"]["fit"]  # the regime: does θ* interpolate?
     assert set(fit) == {"initial on D_r", "initial on D_f", "GT on D_r"}
     assert all(0 <= v <= 1 for f in fit.values() for v in f.values()) and "train accuracy" in proc.stdout
@@ -194,3 +203,17 @@ def test_label_erasure_smoke_plots_frontiers_and_table3_times_every_method(tmp_p
     assert gd["ours_ratio_to_gd"] == gd["authors_ratio_to_gd"] == 1.0
     assert "MinNorm-OG / GD" in proc.stdout and "the authors' timer" in proc.stdout
     assert "initial model" not in proc.stderr                          # no model was trained again
+
+
+def test_random_forgetting_smoke_scores_every_method_by_the_fields_metrics(tmp_path):
+    proc = run("random_forgetting", tmp_path)
+    table = pd.read_csv(tmp_path / "random_forgetting" / "smoke" / "random_forgetting.csv")
+    assert list(table["method"][:2]) == ["GT (retrained on D_r)", "θ* (before unlearning)"]
+    assert set(table["method"][2:]) == {"Retrain", "MinNorm-OG", "GD", "GA", "NGP", "NGD", "Ridge", "L1Sparse", "SCRUB",
+                                        "NPO", "SalUn"}
+    assert table["average_gap"][0] == 0 and (table["average_gap"][1:] > 0).all()     # GT is its own reference
+    assert ((table[["ua", "ra", "ta", "mia_efficacy"]] >= 0) & (table[["ua", "ra", "ta", "mia_efficacy"]] <= 1)).all().all()
+    stored = [json.loads(line) for line in (tmp_path / "random_forgetting" / "records.jsonl").read_text().splitlines()]
+    assert len(stored) == 2 * 11 and all({"ua", "loss_mia_kit", "gap_ta", "average_gap"} <= set(r["metrics"])
+                                         for r in stored)
+    assert "smallest mean over the trials of the average gap" in proc.stdout and "| SalUn" in proc.stdout

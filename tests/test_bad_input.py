@@ -163,6 +163,7 @@ CLI = [
     ("table2_representation_collapse", ["--p-forget", "0"], "--p-forget must be greater than 0"),
     ("table2_representation_collapse", ["--batch-size", "0"], "--batch-size must be at least 1"),
     ("table2_representation_collapse", ["--precision", "fp8"], "invalid choice: 'fp8'"),
+    ("random_forgetting", ["--p-forget", "1.5"], "--p-forget must be below 1, got 1.5"),
     ("table3_runtime", ["--erasure-profile", "nosuch"], "invalid choice: 'nosuch'"),
     ("table3_runtime", ["--target", "0"], "--target must be greater than 0"),
     ("figure1_data_poisoning_fits", ["--epochs", "7"], "invalid choice: 7"),

@@ -1,5 +1,5 @@
 """The README's examples run as written: the new experiment (as a script of its own, at the
-smoke profile) and the new method (through mnog.unlearn)."""
+smoke profile), the new method (through mnog.unlearn) and the evaluation (mnog.evaluate)."""
 import re
 import subprocess
 import sys
@@ -49,3 +49,14 @@ def test_the_new_method_of_the_readme_registers_and_unlearns(vector_data):
         assert 0 < moved < sum((p - b).pow(2).sum() for p, b in zip(free.parameters(), before))
     finally:
         mnog.METHODS.pop("L2SP", None)            # the registry is global: leave it as the other tests expect
+
+
+def test_the_evaluation_of_the_readme_runs_and_tells_the_unlearned_model_from_retrain(capsys):
+    namespace = {}
+    exec(example("evaluate"), namespace)
+    head, record = namespace["head"], namespace["record"]
+    assert "average gap" in capsys.readouterr().out
+    # Retrain learnt its random labels by heart and never saw the forget set.
+    assert head.reference.ra.value == 1 and head.reference.ua.value > 0.5
+    assert head.average_gap.low <= head.average_gap.value <= head.average_gap.high and head.average_gap.value > 0
+    assert record["gap_ua"] == head.gap.ua.value and all(isinstance(v, float) for v in record.values())

@@ -1,0 +1,238 @@
+"""Random forgetting: the unlearning field's standard benchmark beside the paper's experiments.
+A ResNet-18 forgets a random 10% of CIFAR-10's training set; how close does each method come to
+a model retrained from scratch without it?
+
+    make random_forgetting                  # paper profile: CIFAR-10, ResNet-18 (width 64), 3 trials (GPU)
+    PROFILE=cpu make random_forgetting      # 1,000 CIFAR-10 images, width 8, 2 trials (CPU)
+    PROFILE=smoke make random_forgetting    # a synthetic image set, tiny budget (CI)
+
+Protocol (the SalUn paper's, Fan et al., ICLR 2024, as its public code states it; sources in
+paper_tables/random_forgetting.json). Per trial: D_f is a random p_forget = 10% of the training
+images (drawn from the trial's seed), D_r the rest; θ* (ColorResNet-18 with one 10-class head on
+the images in their own colors, CIFAR-10 normalization) trains on D_r ∪ D_f, and the GT model
+(the field's "Retrain") on D_r alone, from scratch, with SGD (lr 0.1, momentum 0.9, weight decay
+5e-4, batch 256, lr × 0.1 every lr_step epochs; SalUn's 182 and 160 epochs at the paper
+profile). Each of the eleven methods unlearns D_f from θ* (mnog.unlearn: T epochs over the
+forget batches, each paired with a retain batch, AdamW; mnog's Retrain is the budgeted
+re-initialize-then-descend of SPEC §3, not GT), sweeping the grid of
+paper_tables/random_forgetting.json. Metrics (mnog.evaluate, no bootstrap): UA, RA, TA,
+MIA-efficacy, the loss attack and their gaps to GT, with forget set D_f, retain set D_r (a fixed
+subsample of 2,000: mnog.experiment.field_sets) and the test set; records store all of them.
+
+Selection rule: per method, the configuration with the smallest mean over the trials of the
+average gap to GT (the mean of |UA − UA_GT|, |RA − RA_GT|, |TA − TA_GT| and |MIA − MIA_GT|,
+SalUn's "Avg. Gap"), ties broken by the narrower central range.
+
+Expected: none from the paper (it has no such experiment); SalUn's published numbers for this
+protocol are not stored (paper_tables/random_forgetting.json says why), so there is nothing to
+check against and nothing fails. Runtime: paper profile hours on a GPU (not run yet); cpu
+4 min 18 s on the 2-core development CPU (lscpu: Intel(R) Xeon(R) Processor); smoke seconds. Writes
+results/random_forgetting/records.jsonl and results/random_forgetting/<profile>/:
+random_forgetting.md, random_forgetting.csv, config.json.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from tabulate import tabulate
+
+import mnog
+from mnog.colors import CIFAR_NORM, ColoredImages
+from mnog.compare import FIELD_NOTE, PAPER_TABLES, field_cell, field_columns, field_header
+from mnog.config import field, parse_config
+from mnog.datasets import dataset_id, load_image_data
+from mnog.experiment import Experiment, Prepared, Trial, field_metrics, prepared, script_main, sweep
+from mnog.methods import paper_methods
+from mnog.metrics import fit_accuracy
+from mnog.models import ColorResNet
+from mnog.results import RESULTS, provenance, stable_hash, write_json, write_text
+from mnog.sweep import ImageSweepConfig, Job, field_means, method_grid, select_best, summarize, variant
+from mnog.tasks import Task
+from mnog.training import Phase, SGDConfig, train_cached
+
+BENCHMARK = json.loads((PAPER_TABLES / "random_forgetting.json").read_text())
+METHODS = paper_methods()
+SELECTION = ("Selection: per method, the configuration with the smallest mean over the trials of the average gap "
+             "to the GT model (SalUn's Avg. Gap: the mean of the gaps of UA, RA, TA and MIA-efficacy).")
+
+
+@dataclass(frozen=True)
+class Config(ImageSweepConfig):  # + trials, per_class, test_per_class, width, grid_values, n_pert, device, protocol
+    dataset: str = field("cifar10", "cifar10, fashion_mnist, synthetic or folder:PATH (an ImageFolder or an archive "
+                                    "of one, e.g. ../shared/data/cifar10-jpeg.tar.gz)", dataset=True)
+    p_forget: float = field(BENCHMARK["protocol"]["p_forget"], "fraction of the training images in D_f", above=0)
+    train_epochs: int = field(BENCHMARK["protocol"]["original_epochs"], "epochs of θ* on D_r ∪ D_f", minimum=1)
+    gt_epochs: int = field(BENCHMARK["protocol"]["retrain_epochs"], "epochs of the GT (Retrain) model on D_r",
+                           minimum=1)
+    lr: float = field(BENCHMARK["protocol"]["train_lr"], "SGD learning rate of θ* and GT", above=0)
+    lr_step: int = field(60, "lr × 0.1 every this many training epochs", minimum=1)
+    batch_size: int = field(256, "training batch size (and unlearning's, unless unlearn_batch)", minimum=1)
+    augment: bool = field(True, "random resized crops (scale 0.7-1) and flips while training θ* and GT")
+    epochs: int = field(BENCHMARK["epochs"], "unlearning epochs T (each over the forget batches)", minimum=1)
+    unlearn_batch: int = field(0, "unlearning batch size (0: batch_size)", minimum=0)
+    p_retain: float = field(1.0, "fraction of D_r the methods see (D'_r, fixed per trial)", above=0)
+    methods: tuple[str, ...] = field(METHODS, "methods to run", choices=METHODS)
+
+    def __post_init__(self):
+        if not self.p_forget < 1:
+            raise ValueError(f"--p-forget must be below 1, got {self.p_forget}")
+        if not self.p_retain <= 1:
+            raise ValueError(f"--p-retain must be at most 1, got {self.p_retain}")
+
+
+PROFILES = {
+    "paper": Config(trials=3),
+    # 100 training and 100 test images per class of CIFAR-10 (the official archive, or --dataset
+    # folder:../shared/data/cifar10-jpeg.tar.gz): D_f 100 images. ColorResNet-18 of width 8
+    # (one head) trained 60 epochs at batch 32 (lr 0.03, × 0.1 at epoch 40), without
+    # augmentation, fits its training set; unlearning batch 10 (10 forget batches per epoch), T = 5;
+    # 2 trials; one value per grid axis (η its largest), n_pert 10. Measured: README.
+    "cpu": Config(per_class=100, test_per_class=100, width=8, train_epochs=60, gt_epochs=60, lr=0.03, lr_step=40,
+                  batch_size=32, augment=False, epochs=5, unlearn_batch=10, trials=2, grid_values=1, n_pert=10),
+    "smoke": Config(dataset="synthetic", per_class=50, test_per_class=10, width=8, train_epochs=2, gt_epochs=2,
+                    lr=0.03, batch_size=32, augment=False, epochs=2, trials=2, grid_values=1, n_pert=10),
+}
+
+
+# -- the experiment: D_f a random 10%, θ* and GT, the field's metrics ---------------------------
+
+def forgetting_sets(cfg: Config, images, labels, seed: int) -> tuple[ColoredImages, ColoredImages]:
+    """(D_r, D_f) of one trial: a random p_forget of the training images (from `seed`) and the rest,
+    in their own colors (palette None)."""
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    count = int(cfg.p_forget * len(labels))
+    forget, retain = order[:count].sort().values, order[count:].sort().values
+
+    def part(index):
+        return ColoredImages(images[index], colors=torch.zeros_like(labels[index]), labels=labels[index],
+                             palette=None, norm=CIFAR_NORM)
+    return part(retain), part(forget)
+
+
+@dataclass(frozen=True)
+class RandomForgetting(Experiment):
+    cfg: Config
+    store = "random_forgetting"
+    metrics = ("average_gap",)   # the selection's; every record holds all of field_metrics'
+
+    @property
+    def task(self) -> Task:
+        return Task("cross_entropy", logit_clamp=self.cfg.logit_clamp)
+
+    def setting(self) -> dict:
+        cfg = self.cfg
+        return {"experiment": "random_forgetting", "mnog": mnog.__version__, "dataset": dataset_id(cfg.dataset),
+                "per_class": cfg.per_class, "test_per_class": cfg.test_per_class, "width": cfg.width,
+                "p_forget": cfg.p_forget, "epochs": (cfg.train_epochs, cfg.gt_epochs), "lr": cfg.lr,
+                "lr_step": cfg.lr_step, "batch_size": cfg.batch_size, "augment": cfg.augment,
+                "unlearn_batch": cfg.unlearn_batch or cfg.batch_size, "p_retain": cfg.p_retain,
+                "logit_clamp": cfg.logit_clamp, "device": self.device().type, "precision": cfg.precision,
+                "bn_stats": cfg.bn_stats}
+
+    def protocol(self) -> dict:
+        return {"batch_size": self.cfg.unlearn_batch or self.cfg.batch_size, "p_retain": self.cfg.p_retain,
+                "bn_stats": self.cfg.bn_stats}
+
+    def prepare(self) -> Prepared:
+        """Each trial's D_r, D_f, θ* and GT (trained once, then cached) on the device; the test set."""
+        cfg, dev = self.cfg, self.device()
+        data = load_image_data(cfg.dataset, per_class=cfg.per_class, test_per_class=cfg.test_per_class)
+        classes = int(data.train_labels.max()) + 1
+        trials = {}
+        for seed in self.seeds():
+            retain, forget = (s.to(dev) for s in forgetting_sets(cfg, data.train_images, data.train_labels, seed))
+            initial, gt = self._models(retain, forget, seed, classes)
+            trials[seed] = Trial(seed, initial, (retain.inputs(), retain.targets()), (forget.inputs(), forget.targets()),
+                                 {"gt": gt})
+        test = ColoredImages(data.test_images, colors=torch.zeros_like(data.test_labels), labels=data.test_labels,
+                             palette=None, norm=CIFAR_NORM).to(dev)
+        return Prepared(trials, classes, test=(test.inputs(), test.targets()))
+
+    def _models(self, retain: ColoredImages, forget: ColoredImages, seed: int, classes: int):
+        cfg = self.cfg
+        spec = {"dataset": dataset_id(cfg.dataset), "per_class": cfg.per_class, "width": cfg.width,
+                "p_forget": cfg.p_forget, "lr": cfg.lr, "lr_step": cfg.lr_step, "batch": cfg.batch_size,
+                "augment": cfg.augment, "seed": seed, "precision": cfg.precision, "mnog": mnog.__version__}
+        sgd = SGDConfig(lr=cfg.lr, step_size=cfg.lr_step, batch_size=cfg.batch_size)
+        models = {}
+        for name, data, epochs in [("initial", _concat(retain, forget), cfg.train_epochs), ("gt", retain, cfg.gt_epochs)]:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                model = ColorResNet(18, heads=(classes,), width=cfg.width).to(retain.images.device)
+            path = RESULTS / "cache" / f"forgetting-{stable_hash({**spec, 'model': name, 'epochs': epochs})}.pt"
+            models[name] = train_cached(path, model, [Phase(data, epochs, augment=cfg.augment)], sgd, seed=seed,
+                                        desc=f"trial {seed}: {name} model", precision=cfg.precision)
+        return models["initial"], models["gt"]
+
+    def score(self, model, prepared: Prepared, trial: Trial) -> dict[str, float]:
+        return field_metrics(model, trial, prepared.test)
+
+
+def _concat(a: ColoredImages, b: ColoredImages) -> ColoredImages:
+    return ColoredImages(torch.cat([a.images, b.images]), torch.cat([a.colors, b.colors]),
+                         torch.cat([a.labels, b.labels]), a.palette, a.norm)
+
+
+# -- the sweep, the selection, the table ------------------------------------------------------------
+
+def jobs(cfg: Config) -> list[Job]:
+    axes = dict(BENCHMARK["grid"])
+    if cfg.n_pert:
+        axes["n_pert"] = [cfg.n_pert]
+    return [Job.of(m, cfg.epochs, hp) for m in cfg.methods
+            for hp in method_grid(m, axes, cfg.grid_values, cfg.method_options(), cfg.epochs)]
+
+
+def reference_rows(state: Prepared) -> pd.DataFrame:
+    """The GT (Retrain) model and θ* scored like the unlearned models, means over the trials."""
+    rows = []
+    for name, model_of in [("GT (retrained on D_r)", lambda t: t.references["gt"]), ("θ* (before unlearning)",
+                                                                                     lambda t: t.initial)]:
+        metrics = [field_metrics(model_of(t), t, state.test) for t in state.trials.values()]
+        rows.append({"method": name, "config": "", **{k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]}})
+    return pd.DataFrame(rows)
+
+
+def markdown(table: pd.DataFrame) -> str:
+    extra = field_columns(table.columns)
+    rows = [[r["method"], *(field_cell(r[c]) for c in extra), r["config"]] for _, r in table.iterrows()]
+    return tabulate(rows, headers=["method", *(field_header(c) for c in extra), "configuration"], tablefmt="github",
+                    disable_numparse=True)
+
+
+def main(argv=None) -> int:
+    cfg, profile, executor = parse_config(Config, PROFILES, __doc__.split("\n")[0], argv)
+    out = RESULTS / "random_forgetting" / (profile + variant(cfg, PROFILES[profile]))
+    experiment = RandomForgetting(cfg)
+    print(f"Random forgetting · profile {profile} · {cfg.dataset} · {cfg.p_forget:.0%} of the training set · "
+          f"{cfg.trials} trials · T = {cfg.epochs} · device {experiment.device()}")
+    state = prepared(experiment)                # trains θ* and GT of every trial once (then cached)
+    fit = {"initial on D_r": min(fit_accuracy(t.initial, *t.retain)[0] for t in state.trials.values()),
+           "initial on D_f": min(fit_accuracy(t.initial, *t.forget)[0] for t in state.trials.values()),
+           "GT on D_r": min(fit_accuracy(t.references["gt"], *t.retain)[0] for t in state.trials.values())}
+    print("train accuracy (lowest over trials): " + "; ".join(f"{name} {value:.3f}" for name, value in fit.items()))
+
+    records = sweep(experiment, jobs(cfg), executor, desc="random forgetting")
+    best = select_best(summarize(records, "average_gap"), n=cfg.trials, by="mean")
+    best = field_means(best, records)
+    best = best.assign(order=best["method"].map(METHODS.index)).sort_values("order").drop(columns="order")
+    table = pd.concat([reference_rows(state), best], ignore_index=True)
+
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "random_forgetting.csv", index=False)
+    published = BENCHMARK["source"]["published_numbers"]
+    text = "\n\n".join([f"# Random forgetting ({cfg.p_forget:.0%} of the training set), profile {profile}",
+                        f"{SELECTION} {FIELD_NOTE} Published numbers: {published}.", markdown(table)])
+    write_text(out / "random_forgetting.md", text + "\n")
+    write_json(out / "config.json", {"profile": profile, "config": cfg, "setting": experiment.setting(), "fit": fit,
+                                     "selection": SELECTION, "published": published, "provenance": provenance()})
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    script_main(__spec__)
