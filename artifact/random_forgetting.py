@@ -41,14 +41,15 @@ import torch
 from tabulate import tabulate
 
 import mnog
-from mnog.colors import CIFAR_NORM, ColoredImages
+from mnog.colors import CIFAR_NORM, ColoredImages, concat
 from mnog.compare import FIELD_NOTE, PAPER_TABLES, field_cell, field_columns, field_header
 from mnog.config import field, parse_config
-from mnog.datasets import dataset_id, load_image_data
-from mnog.experiment import Experiment, Prepared, Trial, field_metrics, prepared, script_main, sweep
+from mnog.datasets import dataset_id, load_image_data, planned_sizes
+from mnog.experiment import FIELD_RETAIN, Experiment, Prepared, Trial, field_metrics, prepared, script_main, sweep
 from mnog.methods import paper_methods
 from mnog.metrics import fit_accuracy
 from mnog.models import ColorResNet
+from mnog.plan import Cost, ModelCost, Recipe, Sweep, Work, method_steps, variants
 from mnog.results import RESULTS, provenance, stable_hash, write_json, write_text
 from mnog.sweep import ImageSweepConfig, Job, field_means, method_grid, select_best, summarize, variant
 from mnog.tasks import Task
@@ -152,29 +153,57 @@ class RandomForgetting(Experiment):
                              palette=None, norm=CIFAR_NORM).to(dev)
         return Prepared(trials, classes, test=(test.inputs(), test.targets()))
 
-    def _models(self, retain: ColoredImages, forget: ColoredImages, seed: int, classes: int):
+    def cache_path(self, seed: int, name: str, epochs: int):
+        """results/cache/forgetting-<hash>.pt: a trial's θ* ("initial") or GT model."""
         cfg = self.cfg
         spec = {"dataset": dataset_id(cfg.dataset), "per_class": cfg.per_class, "width": cfg.width,
                 "p_forget": cfg.p_forget, "lr": cfg.lr, "lr_step": cfg.lr_step, "batch": cfg.batch_size,
-                "augment": cfg.augment, "seed": seed, "precision": cfg.precision, "mnog": mnog.__version__}
+                "augment": cfg.augment, "seed": seed, "precision": cfg.precision, "mnog": mnog.__version__,
+                "model": name, "epochs": epochs}
+        return RESULTS / "cache" / f"forgetting-{stable_hash(spec)}.pt"
+
+    def _models(self, retain: ColoredImages, forget: ColoredImages, seed: int, classes: int):
+        cfg = self.cfg
         sgd = SGDConfig(lr=cfg.lr, step_size=cfg.lr_step, batch_size=cfg.batch_size)
         models = {}
-        for name, data, epochs in [("initial", _concat(retain, forget), cfg.train_epochs), ("gt", retain, cfg.gt_epochs)]:
+        for name, data, epochs in [("initial", concat(retain, forget), cfg.train_epochs), ("gt", retain, cfg.gt_epochs)]:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 model = ColorResNet(18, heads=(classes,), width=cfg.width).to(retain.images.device)
-            path = RESULTS / "cache" / f"forgetting-{stable_hash({**spec, 'model': name, 'epochs': epochs})}.pt"
-            models[name] = train_cached(path, model, [Phase(data, epochs, augment=cfg.augment)], sgd, seed=seed,
+            models[name] = train_cached(self.cache_path(seed, name, epochs), model, [Phase(data, epochs, augment=cfg.augment)], sgd, seed=seed,
                                         desc=f"trial {seed}: {name} model", precision=cfg.precision)
         return models["initial"], models["gt"]
 
     def score(self, model, prepared: Prepared, trial: Trial) -> dict[str, float]:
         return field_metrics(model, trial, prepared.test)
 
+    # -- costs (mnog.plan), from the data set's sizes (nothing loaded) --------------------------
+    def sizes(self) -> tuple[int, int, int, int]:
+        """(|D_r|, |D_f|, test images, image side) of every trial."""
+        classes, per_class, test, side = planned_sizes(self.cfg.dataset, self.cfg.per_class, self.cfg.test_per_class)
+        forget = int(self.cfg.p_forget * classes * per_class)
+        return classes * per_class - forget, forget, test, side
 
-def _concat(a: ColoredImages, b: ColoredImages) -> ColoredImages:
-    return ColoredImages(torch.cat([a.images, b.images]), torch.cat([a.colors, b.colors]),
-                         torch.cat([a.labels, b.labels]), a.palette, a.norm)
+    def recipe(self) -> Recipe:
+        cfg, (_, forget, _, side) = self.cfg, self.sizes()
+        return Recipe("resnet18", cfg.width, side, heads=(10,), train_batch=cfg.batch_size,
+                      batch=min(self.protocol()["batch_size"], forget), augment=cfg.augment, precision=cfg.precision,
+                      bn_stats=cfg.bn_stats, device=self.device().type,
+                      variants=variants(cfg.methods, cfg.method_options(), cfg.n_pert or 50))
+
+    def model_costs(self) -> list[ModelCost]:
+        cfg, (retain, forget, _, _) = self.cfg, self.sizes()
+        return [ModelCost(self.cache_path(seed, name, epochs), f"trial {seed}: {name} model", self.recipe(),
+                          epochs * size)
+                for seed in self.seeds()
+                for name, epochs, size in (("initial", cfg.train_epochs, retain + forget), ("gt", cfg.gt_epochs, retain))]
+
+    def job_cost(self, job: Job, trials: int) -> Cost:
+        retain, forget, test, _ = self.sizes()
+        steps = method_steps(job, -(-forget // self.protocol()["batch_size"]))
+        scored = forget + min(retain, FIELD_RETAIN) + test                    # field_metrics' three sets
+        return Cost(self.recipe(), tuple((m, n * trials) for m, n in steps), scored=trials * scored,
+                    runs=((job.method, trials),))
 
 
 # -- the sweep, the selection, the table ------------------------------------------------------------
@@ -185,6 +214,11 @@ def jobs(cfg: Config) -> list[Job]:
         axes["n_pert"] = [cfg.n_pert]
     return [Job.of(m, cfg.epochs, hp) for m in cfg.methods
             for hp in method_grid(m, axes, cfg.grid_values, cfg.method_options(), cfg.epochs)]
+
+
+def plan(cfg: Config) -> Work:
+    """What `main` trains and runs (mnog.plan): every trial's θ* and GT, then the sweep."""
+    return Work(sweeps=(Sweep(RandomForgetting(cfg), jobs(cfg), "random forgetting"),))
 
 
 def reference_rows(state: Prepared) -> pd.DataFrame:
@@ -216,7 +250,8 @@ def main(argv=None) -> int:
            "GT on D_r": min(fit_accuracy(t.references["gt"], *t.retain)[0] for t in state.trials.values())}
     print("train accuracy (lowest over trials): " + "; ".join(f"{name} {value:.3f}" for name, value in fit.items()))
 
-    records = sweep(experiment, jobs(cfg), executor, desc="random forgetting")
+    planned = plan(cfg).sweeps[0]
+    records = sweep(experiment, planned.jobs, executor, desc=planned.desc)
     best = select_best(summarize(records, "average_gap"), n=cfg.trials, by="mean")
     best = field_means(best, records)
     best = best.assign(order=best["method"].map(METHODS.index)).sort_values("order").drop(columns="order")

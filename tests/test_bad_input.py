@@ -153,7 +153,7 @@ CLI = [
     ("table5_data_poisoning", ["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
     ("table5_data_poisoning", ["--profile", "huge"], "invalid choice: 'huge'"),
     ("figure2_label_erasure", ["--figure", "99"], "invalid choice: '99'"),
-    ("figure2_label_erasure", ["--dataset", "mnist"], "invalid choice: 'mnist'"),
+    ("figure2_label_erasure", ["--dataset", "mnist"], "unknown data set 'mnist'; choose one of cifar10"),
     ("figure2_label_erasure", ["--trials", "0"], "--trials must be at least 1"),
     ("figure2_label_erasure", ["--logit-clamp", "0"], "--logit-clamp must be greater than 0"),
     ("figure2_label_erasure", ["--grids", "mine"], "invalid choice: 'mine'"),
