@@ -246,16 +246,21 @@ class Local(Executor):
                 self.start()
                 broken = False
                 while (todo or suspects or running) and not broken:
-                    if suspects:
-                        if not running:
-                            index = suspects.popleft()
-                            running[self._pool.submit(fn, *items[index])] = index
-                    else:  # at most one job per worker in flight, so a dead worker's jobs are known
-                        while todo and len(running) < self.workers:
-                            index = todo.popleft()
-                            running[self._pool.submit(fn, *items[index])] = index
-                    done, _ = wait(running, return_when=FIRST_COMPLETED)
-                    if any(isinstance(f.exception(), BrokenProcessPool) for f in done):
+                    # At most one job per worker in flight, so a dead worker's jobs are known; a
+                    # suspect runs alone. A job is dequeued only once submitted: a pool that broke
+                    # since the last wait refuses it, and it stays queued.
+                    queue = suspects if suspects else todo
+                    try:
+                        while queue and len(running) < (1 if queue is suspects else self.workers):
+                            future = self._pool.submit(fn, *items[queue[0]])
+                            running[future] = queue.popleft()
+                    except BrokenProcessPool:
+                        broken = True
+                    if running:
+                        done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    else:
+                        done = set()
+                    if broken or any(isinstance(f.exception(), BrokenProcessPool) for f in done):
                         broken = True
                         done, _ = wait(running)  # the pool fails every job it still held at once
                     alone = len(running) == 1
@@ -272,7 +277,7 @@ class Local(Executor):
                     self._pool.shutdown(wait=True)
                     self._pool = None
                     self.restarts += 1
-                    if alone:  # it ran by itself: its job killed the worker, or the worker was killed
+                    if alone and lost:  # it ran by itself: its job killed the worker, or the worker was killed
                         attempts[lost[0]] += 1
                         if attempts[lost[0]] > self.retries:
                             yield lost[0], None, WorkerDied(f"the worker process died on all {attempts[lost[0]]} "
