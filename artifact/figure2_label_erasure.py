@@ -33,9 +33,9 @@ results/figureN/<profile>+<option>=<value>/.
 
 Expected (paper): MinNorm-OG's frontier comes closest to (1, 0) on both data sets; Retrain
 reaches near-zero forget error at near-chance accuracy. Runtime: paper profile hours on a
-GPU per setting; cpu 8 min 44 s per setting on the 2-core development CPU (Intel Xeon
-Sapphire Rapids), where MinNorm-OG's frontier came closest (0.231; next GA 0.244) on 2
-trials. Writes results/figureN/<profile>/: figureN.png, figureN.pdf, figureN.csv (every
+GPU per setting; cpu 12 min 11 s for Figure 6 from an empty results folder on the 2-core
+development CPU (Intel Xeon Sapphire Rapids), where MinNorm-OG's frontier came 8th of 10 (README
+"Results: Label Erasure"). Writes results/figureN/<profile>/: figureN.png, figureN.pdf, figureN.csv (every
 configuration's means and standard errors, frontier flags), claims.md and claims.json,
 config.json; records in results/label_erasure/records.jsonl.
 """
