@@ -493,21 +493,6 @@ def planned_sizes(name: str, per_class: int = 0, test_per_class: int = 0) -> tup
         return classes, per_class or train, classes * (test_per_class or test), side
     return classes, min(per_class, train) if per_class else train, \
         classes * (min(test_per_class, test) if test_per_class else test), side
-DATASETS = ("cifar10", "tiny_imagenet", "fashion_mnist", "synthetic")  # the names load_image_data takes
-# (classes, training images per class, test images per class, image side) of every data set,
-# for planning without loading it (mnog.plan); synthetic: load_image_data's defaults.
-SIZES = {"cifar10": (10, 5000, 1000, 32), "tiny_imagenet": (200, 500, 50, 64), "fashion_mnist": (10, 6000, 1000, 28),
-         "synthetic": (10, 40, 10, 32)}
-
-
-def planned_sizes(name: str, per_class: int = 0, test_per_class: int = 0) -> tuple[int, int, int, int]:
-    """(classes, training images per class, test images in all, image side) that
-    `load_image_data(name, per_class, test_per_class)` gives, without loading anything."""
-    classes, train, test, side = SIZES[name]
-    if name == "synthetic":
-        return classes, per_class or train, classes * (test_per_class or test), side
-    return classes, min(per_class, train) if per_class else train, \
-        classes * (min(test_per_class, test) if test_per_class else test), side
 
 
 def load_image_data(name: str, per_class: int = 0, test_per_class: int = 0) -> ImageData:

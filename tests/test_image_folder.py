@@ -91,6 +91,9 @@ def test_load_image_data_takes_folder_colon_path_and_its_id_is_the_content(tmp_p
     for path in root.rglob("*.png"):                                         # the same files, the same times
         shutil.copystat(path, copy / path.relative_to(root))
     assert dataset_id(f"folder:{root}") == dataset_id(f"folder:{copy}") != f"folder:{root}"
+    # `make plan` sizes a folder data set as the loader cuts it: (classes, per class, test images, side)
+    assert datasets.planned_sizes(f"folder:{root}", 2, 1) == (2, 2, 2, 6)
+    assert datasets.planned_sizes(f"folder:{root}") == (2, 4, 6, 6)
 
 
 def write_png(path: Path, size=(6, 5)) -> None:

@@ -129,7 +129,7 @@ def test_table5_smoke_sweep_with_two_workers_per_core_stores_the_serial_records(
     os.symlink(tmp_path / "serial" / "cache", tmp_path / "shared" / "cache")
     shared = python(tmp_path / "shared", *args, "--workers-per-gpu", "2")
     assert shared.returncode == 0, shared.stderr[-2000:]
-    assert f"worker process(es), 2 per core" in shared.stdout
+    assert "worker process(es), 2 per core" in shared.stdout
     load = lambda folder: test_executors.stable(  # noqa: E731
         map(json.loads, (folder / "table5" / "records.jsonl").read_text().splitlines()))
     assert load(tmp_path / "shared") == load(tmp_path / "serial") and len(load(tmp_path / "serial")) == 32
