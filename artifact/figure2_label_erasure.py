@@ -55,9 +55,9 @@ from tabulate import tabulate  # noqa: E402
 from mnog.compare import FIELD_NOTE, claims_markdown, field_cell, field_columns, field_header, write_claims  # noqa: E402
 from mnog.config import parse_config  # noqa: E402
 from mnog.erasure import FIELD_HEADS, METHODS, PROFILES, SETTINGS, Config, LabelErasure, figures  # noqa: E402
-from mnog.experiment import prepared, script_main, sweep  # noqa: E402
+from mnog.experiment import prepared, script_main, sweep, training_fit  # noqa: E402
 from mnog.executors import ExecutorConfig  # noqa: E402
-from mnog.metrics import erasure_metrics, fit_accuracy  # noqa: E402
+from mnog.metrics import erasure_metrics  # noqa: E402
 from mnog.plan import Sweep, Work  # noqa: E402
 from mnog.results import RESULTS, provenance, write_json, write_text  # noqa: E402
 from mnog.sweep import Job, field_means, method_grid, pareto_front, summarize, variant  # noqa: E402
@@ -77,7 +77,8 @@ def run_setting(experiment: LabelErasure, executor: ExecutorConfig) -> tuple[pd.
                           classes)
 
     gt_point, initial_point = point(lambda t: t.references["gt"]), point(lambda t: t.initial)
-    initial_point["fit"] = interpolation(state)
+    initial_point["fit"] = {name: dict(zip(("class", "color", "both"), fit))
+                            for name, fit in training_fit(state).items()}
     planned = setting_sweep(experiment)
     records = sweep(experiment, planned.jobs, executor, desc=planned.desc)
     keys = ["method", "epochs", "config"]
@@ -93,16 +94,6 @@ def run_setting(experiment: LabelErasure, executor: ExecutorConfig) -> tuple[pd.
         points.loc[group.index[front], "frontier"] = True
     points["distance"] = np.hypot(1 - points["mean_quality"], points["mean_error"])
     return field_means(points, records).assign(figure=setting.figure), gt_point, initial_point
-
-
-def interpolation(state) -> dict:
-    """How well each trial's models fit their training sets (the regime of the paper's
-    argument: θ* interpolates D_r ∪ D_f): the lowest over trials of the initial model's
-    accuracy on D_r and on D_f and the GT model's on D_r, as (class, color, both)."""
-    fits = {"initial on D_r": [fit_accuracy(t.initial, *t.retain) for t in state.trials.values()],
-            "initial on D_f": [fit_accuracy(t.initial, *t.forget) for t in state.trials.values()],
-            "GT on D_r": [fit_accuracy(t.references["gt"], *t.retain) for t in state.trials.values()]}
-    return {name: dict(zip(("class", "color", "both"), np.min(values, axis=0).tolist())) for name, values in fits.items()}
 
 
 def setting_sweep(experiment: LabelErasure) -> Sweep:

@@ -45,9 +45,9 @@ from mnog.colors import CIFAR_NORM, ColoredImages, concat
 from mnog.compare import FIELD_NOTE, PAPER_TABLES, field_cell, field_columns, field_header
 from mnog.config import field, parse_config
 from mnog.datasets import dataset_id, load_image_data, planned_sizes
-from mnog.experiment import FIELD_RETAIN, Experiment, Prepared, Trial, field_metrics, prepared, script_main, sweep
+from mnog.experiment import (FIELD_RETAIN, Experiment, Prepared, Trial, field_metrics, prepared, script_main,
+                             sweep, training_fit)
 from mnog.methods import paper_methods
-from mnog.metrics import fit_accuracy
 from mnog.models import ColorResNet
 from mnog.plan import Cost, ModelCost, Recipe, Sweep, Work, method_steps, variants
 from mnog.results import RESULTS, provenance, stable_hash, write_json, write_text
@@ -245,9 +245,7 @@ def main(argv=None) -> int:
     print(f"Random forgetting · profile {profile} · {cfg.dataset} · {cfg.p_forget:.0%} of the training set · "
           f"{cfg.trials} trials · T = {cfg.epochs} · device {experiment.device()}")
     state = prepared(experiment)                # trains θ* and GT of every trial once (then cached)
-    fit = {"initial on D_r": min(fit_accuracy(t.initial, *t.retain)[0] for t in state.trials.values()),
-           "initial on D_f": min(fit_accuracy(t.initial, *t.forget)[0] for t in state.trials.values()),
-           "GT on D_r": min(fit_accuracy(t.references["gt"], *t.retain)[0] for t in state.trials.values())}
+    fit = {name: accuracy for name, (accuracy,) in training_fit(state).items()}   # one head
     print("train accuracy (lowest over trials): " + "; ".join(f"{name} {value:.3f}" for name, value in fit.items()))
 
     planned = plan(cfg).sweeps[0]

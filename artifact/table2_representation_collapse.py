@@ -47,9 +47,10 @@ from mnog.colors import CIFAR_NORM, PALETTE, ColoredImages, concat
 from mnog.compare import PAPER_TABLES, compare, load_paper_table, publish
 from mnog.config import field, parse_config
 from mnog.datasets import dataset_id, load_image_data, planned_sizes
-from mnog.experiment import Experiment, Prepared, Trial, field_metrics, prepared, script_main, sweep
+from mnog.experiment import (Experiment, Prepared, Trial, field_metrics, prepared, script_main, sweep,
+                             training_fit)
 from mnog.methods import paper_methods
-from mnog.metrics import color_accuracy, fit_accuracy
+from mnog.metrics import color_accuracy
 from mnog.models import ColorResNet
 from mnog.plan import Cost, ModelCost, Recipe, Sweep, Work, method_steps, variants
 from mnog.results import RESULTS, provenance, stable_hash, write_json
@@ -277,9 +278,7 @@ def main(argv=None) -> int:
                   for seed, t in state.trials.items()}
     print("color accuracy (%) of θ* and GT per trial:",
           ", ".join(f"{s}: {r['initial']:.1f} / {r['gt']:.1f}" for s, r in references.items()))
-    fit = {"initial on D_r": min(fit_accuracy(t.initial, *t.retain)[0] for t in state.trials.values()),
-           "initial on D_f": min(fit_accuracy(t.initial, *t.forget)[0] for t in state.trials.values()),
-           "GT on D_r": min(fit_accuracy(t.references["gt"], *t.retain)[0] for t in state.trials.values())}
+    fit = {name: accuracy for name, (accuracy,) in training_fit(state).items()}   # one head
     print("train accuracy (lowest over trials; θ* should interpolate D_r ∪ D_f): "
           + "; ".join(f"{name} {value:.3f}" for name, value in fit.items()))
     grids = row_grids(cfg)

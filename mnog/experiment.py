@@ -54,6 +54,7 @@ from mnog.errors import NonFiniteError, cli
 from mnog.evaluation import evaluate
 from mnog.executors import ExecutorConfig, from_config, job_device
 from mnog.loop import UnlearnResult, unlearn
+from mnog.metrics import fit_accuracy
 from mnog.results import RESULTS, RecordStore
 from mnog.sweep import Job, Metrics, Runner, diverged_metrics, retain_seed, run_sweep
 from mnog.tasks import Task
@@ -166,6 +167,16 @@ def field_sets(trial: Trial, test: tuple) -> dict[str, tuple]:
         pick = lambda t: t[index]  # noqa: E731
         inputs, targets = pick(inputs), tuple(map(pick, targets)) if isinstance(targets, tuple) else pick(targets)
     return {"forget": trial.forget, "retain": (inputs, targets), "test": test}
+
+
+def training_fit(prepared: Prepared) -> dict[str, tuple[float, ...]]:
+    """How well the trials' models fit their training sets (the paper's regime: θ*
+    interpolates D_r ∪ D_f): for θ* on D_r, θ* on D_f and GT on D_r, the lowest over trials of
+    mnog.metrics.fit_accuracy (per head, then all heads at once for a multi-head model)."""
+    fits = {"initial on D_r": [fit_accuracy(t.initial, *t.retain) for t in prepared.trials.values()],
+            "initial on D_f": [fit_accuracy(t.initial, *t.forget) for t in prepared.trials.values()],
+            "GT on D_r": [fit_accuracy(t.references["gt"], *t.retain) for t in prepared.trials.values()]}
+    return {name: tuple(min(column) for column in zip(*values)) for name, values in fits.items()}
 
 
 def field_metrics(model: nn.Module, trial: Trial, test: tuple) -> dict[str, float]:

@@ -8,6 +8,18 @@ def _seed():
     torch.manual_seed(0)
 
 
+class Wrapped(nn.Module):
+    """Not an nn.Sequential, so a linear chain inside takes the general (materialized or
+    layerwise) projection path, not the "linear" one."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x)
+
+
 class TwoHeadCNN(nn.Module):
     """A small classifier with BatchNorm and two heads (content, color), like ColorResNet."""
 

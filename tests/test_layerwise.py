@@ -11,20 +11,9 @@ from mnog import projection
 from mnog.models import ColorResNet, mlp
 from mnog.tasks import Task
 
-from conftest import TwoHeadCNN
+from conftest import TwoHeadCNN, Wrapped
 
 MSE, CE = Task("mse"), Task("cross_entropy")
-
-
-class Wrapped(nn.Module):
-    """Not an nn.Sequential, so a linear chain inside is no "linear" path."""
-
-    def __init__(self, inner):
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x):
-        return self.inner(x)
 
 
 class ResidualCNN(nn.Module):

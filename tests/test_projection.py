@@ -10,20 +10,9 @@ from mnog import projection
 from mnog.models import mlp
 from mnog.tasks import Task
 
-from conftest import TwoHeadCNN
+from conftest import TwoHeadCNN, Wrapped
 
 MSE, CE = Task("mse"), Task("cross_entropy")
-
-
-class Wrapped(nn.Module):
-    """Not an nn.Sequential, so projections take the general "materialized" path."""
-
-    def __init__(self, inner):
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x):
-        return self.inner(x)
 
 
 def flat(model):

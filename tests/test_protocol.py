@@ -21,7 +21,7 @@ from mnog.tasks import Task
 from mnog.training import Phase, SGDConfig, crop_boxes, label_erasure_recipe, random_resized_crop_flip, \
     train_classifier
 
-from conftest import TwoHeadCNN
+from conftest import TwoHeadCNN, Wrapped
 
 MSE, CE = Task("mse"), Task("cross_entropy")
 
@@ -38,17 +38,6 @@ def batches(data):
 
 def params(model):
     return torch.cat([p.detach().flatten() for p in model.parameters()])
-
-
-class Wrapped(nn.Module):
-    """Not an nn.Sequential: the projection takes the materialized path."""
-
-    def __init__(self, inner):
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x):
-        return self.inner(x)
 
 
 def least_squares_projection(model, inputs, task):
