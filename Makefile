@@ -110,6 +110,7 @@ bench: venv ## Speed benchmarks (prints tables; see benchmarks/), then `make cal
 	$(PYTHON) -m benchmarks.bench_projection
 	$(PYTHON) -m benchmarks.bench_table5
 	$(PYTHON) -m benchmarks.bench_images
+	$(PYTHON) -m benchmarks.bench_scoring
 	$(PYTHON) -m benchmarks.bench_executors
 	$(PYTHON) -m mnog.plan --calibrate --profile $(PROFILE)
 

@@ -153,7 +153,8 @@ class RepresentationCollapse(Experiment):
                 "epochs": (cfg.warm_epochs, cfg.initial_epochs, cfg.gt_epochs), "lr": cfg.lr, "lr_step": cfg.lr_step,
                 "batch_size": cfg.batch_size, **({"unlearn_batch": cfg.unlearn_batch} if cfg.unlearn_batch else {}),
                 "logit_clamp": cfg.logit_clamp, "device": self.device().type,
-                "precision": cfg.precision, "bn_stats": cfg.bn_stats, "p_retain": self.p_retain}
+                "precision": cfg.precision, "bn_stats": cfg.bn_stats, "p_retain": self.p_retain,
+                **cfg.scoring_setting()}
 
     def protocol(self) -> dict:
         return {"batch_size": self.cfg.unlearn_batch or self.cfg.batch_size, "p_retain": self.p_retain,
@@ -201,10 +202,12 @@ class RepresentationCollapse(Experiment):
         return models["initial"], models["gt"]
 
     def color_accuracy(self, model, prepared: Prepared) -> float:
-        return 100 * color_accuracy(model, prepared.evaluation, PALETTE, CIFAR_NORM)
+        return 100 * color_accuracy(model, prepared.evaluation, PALETTE, CIFAR_NORM,
+                                    precision=self.cfg.eval_precision)
 
     def score(self, model, prepared: Prepared, trial: Trial) -> dict[str, float]:
-        return {"color_accuracy": self.color_accuracy(model, prepared), **field_metrics(model, trial, prepared.test)}
+        return {"color_accuracy": self.color_accuracy(model, prepared), **field_metrics(model, trial, prepared.test,
+                                                                                      **self.cfg.field_limits())}
 
     # -- costs (mnog.plan), from the data set's sizes (nothing loaded) --------------------------
     def sizes(self) -> tuple[int, int, int, int]:
@@ -230,9 +233,10 @@ class RepresentationCollapse(Experiment):
         return out
 
     def job_cost(self, job: Job, trials: int) -> Cost:
-        _, forget, test, _ = self.sizes()
+        retain, forget, test, _ = self.sizes()
         steps = method_steps(job, -(-forget // self.protocol()["batch_size"]))
-        return Cost(self.recipe(), tuple((m, n * trials) for m, n in steps), scored=trials * test * len(PALETTE),
+        scored = test * len(PALETTE) + self.cfg.field_scored(forget, retain, test)   # color accuracy, field metrics
+        return Cost(self.recipe(), tuple((m, n * trials) for m, n in steps), scored=trials * scored,
                     runs=((job.method, trials),))
 
 
@@ -274,7 +278,7 @@ def main(argv=None) -> int:
     state = prepared(first)                     # trains θ* and GT of every trial once (then cached)
     references = {seed: {"initial": first.color_accuracy(t.initial, state),
                          "gt": first.color_accuracy(t.references["gt"], state),
-                         "initial_field": field_metrics(t.initial, t, state.test)}
+                         "initial_field": field_metrics(t.initial, t, state.test, **cfg.field_limits())}
                   for seed, t in state.trials.items()}
     print("color accuracy (%) of θ* and GT per trial:",
           ", ".join(f"{s}: {r['initial']:.1f} / {r['gt']:.1f}" for s, r in references.items()))

@@ -14,7 +14,8 @@ The 10 trials run together as one `mnog.Ensemble` (stacked parameters, batched m
 products). Every selected configuration is then run once more on all trials to store its
 fits over the test grid (fits.npz), which Figures 1, 3, 4 and 5 plot. Runtime on the 2-core
 development CPU (Intel Xeon, Sapphire Rapids): paper about 19 minutes (4 min 40 s of it
-training θ*), smoke 12 s; `cpu` is the paper profile.
+training θ*), smoke 12 s; on the 2-core AMD EPYC (Zen 4) one, 39 min 9 s (12 min 53 s of it
+training θ*; README "Speed"); `cpu` is the paper profile.
 
 Expected (paper): MinNorm-OG 1.50 / 1.08 / 0.63 at T = 10 / 100 / 1000, the lowest median
 of all methods at T = 100 and 1000; GA diverges (1400 at T = 1000). Measured (paper

@@ -54,7 +54,7 @@ from mnog.errors import NonFiniteError, cli
 from mnog.evaluation import evaluate
 from mnog.executors import ExecutorConfig, from_config, job_device
 from mnog.loop import UnlearnResult, unlearn
-from mnog.metrics import fit_accuracy
+from mnog.metrics import fit_accuracy, scoring_batch
 from mnog.results import RESULTS, RecordStore
 from mnog.sweep import Job, Metrics, Runner, diverged_metrics, retain_seed, run_sweep
 from mnog.tasks import Task
@@ -151,22 +151,30 @@ class Experiment:
 
 FIELD_RETAIN = 2000   # retain samples field_metrics scores (a fixed subsample of D_r when larger)
 FIELD_CV_FOLDS = 5    # mnog.evaluate's default; fewer when a set is smaller
-_REFERENCES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # Trial -> (test, its GT's Evaluation)
+_REFERENCES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # Trial -> (key, test, GT's Evaluation)
 
 
-def field_sets(trial: Trial, test: tuple) -> dict[str, tuple]:
+def field_sets(trial: Trial, test: tuple, retain_limit: int = FIELD_RETAIN, test_limit: int = 0
+               ) -> dict[str, tuple]:
     """The sets `field_metrics` scores: forget = the trial's D_f; retain = D_r, or when it holds
-    more than FIELD_RETAIN samples a fixed random subsample of that many (drawn from the trial's
-    seed alone: the same for every job; the attacks balance members against the test set anyway,
-    and SalUn's SVC fit grows quadratically: 6.5 s for 10,000 samples a side on the 2-core CPU);
-    test = the experiment's test set."""
-    inputs, targets = trial.retain
-    if len(inputs) > FIELD_RETAIN:
-        index = torch.randperm(len(inputs), generator=torch.Generator().manual_seed(trial.seed))[:FIELD_RETAIN]
-        index = index.sort().values.to(inputs.device)
-        pick = lambda t: t[index]  # noqa: E731
-        inputs, targets = pick(inputs), tuple(map(pick, targets)) if isinstance(targets, tuple) else pick(targets)
-    return {"forget": trial.forget, "retain": (inputs, targets), "test": test}
+    more than `retain_limit` samples a fixed random subsample of that many (drawn from the
+    trial's seed alone: the same for every job; the attacks balance members against the test
+    set anyway, and SalUn's SVC fit grows quadratically: 6.5 s for 10,000 samples a side on the
+    2-core CPU); test = the experiment's test set, or with `test_limit` > 0 and a larger set a
+    fixed random subsample of that many (seed 0: the same for every trial and job). A limit of
+    0 keeps the whole set."""
+    return {"forget": trial.forget, "retain": _subsample(trial.retain, retain_limit, trial.seed),
+            "test": _subsample(test, test_limit, 0)}
+
+
+def _subsample(pair: tuple, limit: int, seed: int) -> tuple:
+    inputs, targets = pair
+    if not limit or len(inputs) <= limit:
+        return pair
+    index = torch.randperm(len(inputs), generator=torch.Generator().manual_seed(seed))[:limit]
+    index = index.sort().values.to(inputs.device)
+    pick = lambda t: t[index]  # noqa: E731
+    return pick(inputs), tuple(map(pick, targets)) if isinstance(targets, tuple) else pick(targets)
 
 
 def training_fit(prepared: Prepared) -> dict[str, tuple[float, ...]]:
@@ -179,25 +187,28 @@ def training_fit(prepared: Prepared) -> dict[str, tuple[float, ...]]:
     return {name: tuple(min(column) for column in zip(*values)) for name, values in fits.items()}
 
 
-def field_metrics(model: nn.Module, trial: Trial, test: tuple) -> dict[str, float]:
+def field_metrics(model: nn.Module, trial: Trial, test: tuple, retain_limit: int = FIELD_RETAIN,
+                  test_limit: int = 0) -> dict[str, float]:
     """The field's standard metrics of `model` as a record stores them: mnog.evaluate(model,
-    **field_sets(trial, test), reference=trial's GT model, n_bootstrap=0, seed=trial.seed)
+    **field_sets(trial, test, retain_limit, test_limit), reference=trial's GT model,
+    n_bootstrap=0, seed=trial.seed)
     .as_dict() (UA, RA, TA, the membership attacks, gaps to GT and the average gap; per head
     "head0_", "head1_", ... for a multi-head model). The GT model's own evaluation is computed
     once per trial and process and reused (the same numbers: mnog.evaluate). Cross-validation
     uses FIELD_CV_FOLDS folds, or as many as the smallest set has samples; with a set of one
     sample there is nothing to cross-validate and the result is empty. A model whose logits are
     not finite gets NaN for every number."""
-    sets = field_sets(trial, test)
+    sets = field_sets(trial, test, retain_limit, test_limit)
     folds = min(FIELD_CV_FOLDS, *(len(inputs) for inputs, _ in sets.values()))
     if folds < 2:
         return {}
-    options = {"n_bootstrap": 0, "seed": trial.seed, "cv_folds": folds}
+    options = {"n_bootstrap": 0, "seed": trial.seed, "cv_folds": folds, "batch_size": scoring_batch(model)}
+    key = (id(test), retain_limit, test_limit)
     cached = _REFERENCES.get(trial)
-    if cached is None or cached[0] is not test:
-        cached = (test, evaluate(trial.references["gt"], **sets, **options))
+    if cached is None or cached[0] != key or cached[1] is not test:
+        cached = (key, test, evaluate(trial.references["gt"], **sets, **options))
         _REFERENCES[trial] = cached
-    reference = cached[1]
+    reference = cached[2]
     try:
         return evaluate(model, **sets, reference=reference, **options).as_dict()
     except NonFiniteError:

@@ -98,6 +98,13 @@ class ImageSweepConfig(MethodOptions):
                                       "authors') or bfloat16 (autocast)", choices=("float32", "bfloat16"))
     bn_stats: str = field("both", "BatchNorm's running statistics see both batches of every step (both: the authors' "
                                   "loop) or only those in the loss (loss)", choices=("both", "loss"))
+    field_retain: int = field(2000, "retain samples the field's metrics score (a fixed subsample of D_r when larger; "
+                                    "0: all)", minimum=0)
+    field_test: int = field(0, "test samples the field's metrics score (a fixed subsample when larger; 0: all)",
+                            minimum=0)
+    eval_precision: str = field("float32", "the metrics' forward passes: float32, or bfloat16 (autocast, channels-last "
+                                           "on CUDA; benchmarks/bench_eval_precision.py measures how many predictions "
+                                           "change)", choices=("float32", "bfloat16"))
     grids: str = field("paper", "search grids: paper (the paper's tables) or released (the authors' configs, where "
                                 "they differ)", choices=("paper", "released"))
     salun_mask_loss: str = field("batch_sum", "SalUn's mask gradient: batch_sum (authors) or mean (SPEC §3)",
@@ -109,11 +116,26 @@ class ImageSweepConfig(MethodOptions):
         return {**super().method_options(),
                 "SalUn": {"mask_loss": self.salun_mask_loss, "unmasked": self.salun_unmasked}}
 
+    def field_limits(self) -> dict[str, int]:
+        """mnog.experiment.field_metrics' retain_limit and test_limit."""
+        return {"retain_limit": self.field_retain, "test_limit": self.field_test}
+
+    def field_scored(self, forget: int, retain: int, test: int) -> int:
+        """Images field_metrics forwards per job and trial (mnog.plan's cost), from the sets' sizes."""
+        return forget + min(retain, self.field_retain or retain) + min(test, self.field_test or test)
+
+    def scoring_setting(self) -> dict:
+        """What of the scoring enters an experiment's setting (so its records' key): only what
+        differs from the defaults, so that records written before these options stay valid."""
+        return {**({"field_retain": self.field_retain} if self.field_retain != 2000 else {}),
+                **({"field_test": self.field_test} if self.field_test else {}),
+                **({"eval_precision": self.eval_precision} if self.eval_precision != "float32" else {})}
+
 
 # The protocol options: a run that changes one of them from its profile's value writes its
 # tables and figures to results/<target>/<profile>+<option>=<value>/ (see `variant`).
-PROTOCOL_OPTIONS = ("precision", "bn_stats", "grids", "minnorm_order", "minnorm_precision", "salun_mask_loss",
-                    "salun_unmasked")
+PROTOCOL_OPTIONS = ("precision", "bn_stats", "eval_precision", "grids", "minnorm_order", "minnorm_precision",
+                    "salun_mask_loss", "salun_unmasked")
 
 
 def variant(cfg, profile_cfg) -> str:

@@ -217,3 +217,11 @@ def test_random_forgetting_smoke_scores_every_method_by_the_fields_metrics(tmp_p
     assert len(stored) == 2 * 11 and all({"ua", "loss_mia_kit", "gap_ta", "average_gap"} <= set(r["metrics"])
                                          for r in stored)
     assert "smallest mean over the trials of the average gap" in proc.stdout and "| SalUn" in proc.stdout
+    # SalUn's published rows beside ours: ours where mnog has the method (GT for Retrain), none elsewhere.
+    beside = pd.read_csv(tmp_path / "random_forgetting" / "smoke" / "published.csv").set_index("method")
+    assert beside.loc["Retrain", "published_ua"] == 5.24 and beside.loc["SalUn", "published_average_gap"] == 1.15
+    gt = table.set_index("method").loc["GT (retrained on D_r)"]
+    assert beside.loc["Retrain", "ours_ta"] == pytest.approx(100 * gt["ta"])
+    assert beside.loc["FT", "ours_ua"] == pytest.approx(100 * table.set_index("method").loc["GD", "ua"])
+    assert beside.loc[["RL", "IU", "BE", "BS", "SalUn-soft"], "ours_ua"].isna().all()
+    assert "Published (not checked" in proc.stdout and "| l1-sparse" in proc.stdout

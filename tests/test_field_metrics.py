@@ -98,3 +98,55 @@ def test_a_reference_given_as_its_evaluation_gives_the_reference_models_numbers(
     with pytest.raises(ValueError, match="other seed") as error:
         mnog.evaluate(model, **sets, reference=reference, n_bootstrap=0, seed=4)
     assert len(str(error.value).splitlines()) == 1
+
+
+def test_salun_published_rows_are_consistent_as_stored():
+    """The SalUn Table 1 rows were transcribed from an image: each row's Avg. Gap must be the mean
+    of its four gaps to Retrain (to the table's rounding), and each names an mnog method or none."""
+    import json
+    from mnog.compare import PAPER_TABLES
+    from mnog.methods import METHODS
+    rows = json.loads((PAPER_TABLES / "random_forgetting.json").read_text())["published"]
+    retrain = next(r for r in rows if r["method"] == "Retrain")
+    assert retrain["mnog"] == "GT" and retrain["average_gap"] == 0
+    for row in rows:
+        gaps = [abs(row[k] - retrain[k]) for k in ("ua", "ra", "ta", "mia_efficacy")]
+        assert abs(sum(gaps) / 4 - row["average_gap"]) <= 0.011, row["method"]
+        assert row["mnog"] in (None, "GT", *METHODS), row["method"]
+        assert all(0 <= row[k] <= 100 for k in ("ua", "ra", "ta", "mia_efficacy"))
+
+
+def test_field_limits_score_fixed_subsamples_and_leave_smaller_sets_whole():
+    """--field-retain/--field-test: field_metrics scores the same fixed subsamples in every call
+    (retain from the trial's seed, test from seed 0), equal to mnog.evaluate on those subsets;
+    a limit of 0, or one above a set's size, keeps the whole set."""
+    from mnog.experiment import field_sets
+    state = Toy().prepare()
+    trial = state.trials[1]
+    sets = field_sets(trial, state.test, retain_limit=30, test_limit=25)
+    again = field_sets(trial, state.test, retain_limit=30, test_limit=25)
+    assert len(sets["retain"][0]) == 30 and len(sets["test"][0]) == 25 and sets["forget"] is trial.forget
+    assert torch.equal(sets["retain"][0], again["retain"][0]) and torch.equal(sets["test"][1], again["test"][1])
+    rows = {tuple(r.tolist()) for r in trial.retain[0]}
+    assert all(tuple(r.tolist()) in rows for r in sets["retain"][0])          # a subset, not new samples
+    whole = field_sets(trial, state.test, retain_limit=0, test_limit=1000)
+    assert whole["retain"] is trial.retain and whole["test"] is state.test
+    model = trial.initial
+    limited = field_metrics(model, trial, state.test, retain_limit=30, test_limit=25)
+    direct = mnog.evaluate(model, **sets, reference=trial.references["gt"], n_bootstrap=0, seed=trial.seed).as_dict()
+    assert limited == pytest.approx(direct)
+    assert field_metrics(model, trial, state.test) != limited          # the cached GT evaluation follows the limits
+
+
+def test_scoring_options_enter_the_setting_only_when_changed():
+    from mnog.erasure import PROFILES
+    from mnog.sweep import ImageSweepConfig, variant
+    assert ImageSweepConfig().scoring_setting() == {}
+    assert ImageSweepConfig(field_test=500, eval_precision="bfloat16").scoring_setting() == {
+        "field_test": 500, "eval_precision": "bfloat16"}
+    assert PROFILES["cpu"].field_limits() == {"retain_limit": 500, "test_limit": 500}
+    import dataclasses
+    changed = dataclasses.replace(PROFILES["cpu"], eval_precision="bfloat16")
+    assert variant(changed, PROFILES["cpu"]) == "+eval_precision=bfloat16"
+    assert ImageSweepConfig().field_scored(20, 1000, 1000) == 2020
+    assert PROFILES["cpu"].field_scored(20, 1000, 1000) == 1020

@@ -7,7 +7,7 @@ from PIL import Image
 import mnog
 from mnog import training
 from mnog.colors import CIFAR_NORM, ERASURE_RGB, PALETTE, ColoredImages, colorize, concat, luminance, render
-from mnog.metrics import color_accuracy, erasure_metrics
+from mnog.metrics import color_accuracy, erasure_metrics, scoring
 from mnog.sweep import pareto_front
 from mnog.models import ColorResNet
 from mnog.training import Phase, SGDConfig, random_resized_crop_flip, train_classifier
@@ -194,6 +194,27 @@ def test_erasure_metrics_match_their_definition():
     p_gray = torch.softmax(torch.tensor([2.0, 0.0, 0.0]), 0)[0]
     assert quality == 3 / 6                                       # class right (label 1) and color gray
     assert abs(error - float((1 - p_gray) ** 2)) < 1e-6           # every copy gets the same p(gray)
+
+
+def test_bf16_scoring_keeps_modes_and_nearly_every_prediction():
+    """Evaluation in bf16 autocast (issue 14): the metrics come out in float32 and close to
+    float32 evaluation's; the model's train/eval mode is restored; a bad precision is one line."""
+    torch.manual_seed(0)
+    net = ColorResNet(18, heads=(10, 3), width=8).train()
+    images = torch.randint(0, 256, (64, 3, 16, 16), dtype=torch.uint8)
+    labels = torch.randint(0, 10, (64,))
+    full = erasure_metrics(net, images, labels, CIFAR_NORM)
+    half = erasure_metrics(net, images, labels, CIFAR_NORM, precision="bfloat16")
+    assert net.training and all(m.training for m in net.modules())
+    assert full[0] == pytest.approx(half[0], abs=3 / 64) and full[1] == pytest.approx(half[1], abs=0.02)
+    one_head = ColorResNet(18, heads=(4,), width=8)
+    assert color_accuracy(one_head, images, PALETTE[:4], CIFAR_NORM, precision="bfloat16") == pytest.approx(
+        color_accuracy(one_head, images, PALETTE[:4], CIFAR_NORM), abs=0.05)
+    with scoring(net, "bfloat16"):
+        assert not net.training and torch.is_inference_mode_enabled()
+        assert net(torch.randn(2, 3, 16, 16))[0].dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="precision must be one of"):
+        color_accuracy(net, images, PALETTE[:4], CIFAR_NORM, precision="half")
 
 
 def test_pareto_front_keeps_the_non_dominated_points_by_error():
