@@ -55,8 +55,8 @@ def main(argv=None) -> int:
     parser.add_argument("--figure", default="6")
     parser.add_argument("--dataset", default="", help="as the figure scripts' --dataset (empty: the profile's)")
     args = parser.parse_args(argv)
-    cfg = dataclasses.replace(PROFILES[args.profile], figure=args.figure, dataset=args.dataset)
-    experiment = LabelErasure(cfg)
+    cfg = dataclasses.replace(PROFILES[args.profile], dataset=args.dataset or PROFILES[args.profile].dataset)
+    experiment = LabelErasure(cfg, args.figure)
     state = prepared(experiment)
     images, labels, _ = state.evaluation
     norm = experiment.panel.norm
