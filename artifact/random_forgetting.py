@@ -297,10 +297,10 @@ def main(argv=None) -> int:
                         f"{SELECTION} {FIELD_NOTE}", markdown(table),
                         f"Published (not checked: {PUBLISHED_CAVEAT}): {BENCHMARK['source']['published_numbers']}",
                         published_markdown(beside)])
-    published = BENCHMARK["source"]["published_numbers"]
     write_text(out / "random_forgetting.md", text + "\n")
     write_json(out / "config.json", {"profile": profile, "config": cfg, "setting": experiment.setting(), "fit": fit,
-                                     "selection": SELECTION, "published": published, "provenance": provenance()})
+                                     "selection": SELECTION,
+                                     "published": BENCHMARK["source"]["published_numbers"], "provenance": provenance()})
     print(text)
     return 0
 

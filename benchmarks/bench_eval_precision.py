@@ -63,8 +63,7 @@ def main(argv=None) -> int:
     rows, changed, total = [], 0, 0
     for seed, trial in state.trials.items():
         for name, model in (("initial", trial.initial), ("GT", trial.references["gt"])):
-            full, _ = timed(lambda: predictions(model, images, norm, "float32"))
-            half, _ = timed(lambda: predictions(model, images, norm, "bfloat16"))
+            full, half = (predictions(model, images, norm, precision) for precision in ("float32", "bfloat16"))
             (q32, e32), s32 = timed(lambda: erasure_metrics(model, images, labels, norm, precision="float32"))
             (q16, e16), s16 = timed(lambda: erasure_metrics(model, images, labels, norm, precision="bfloat16"))
             differ = int((full != half).sum())

@@ -56,7 +56,7 @@ from mnog.executors import ExecutorConfig, from_config, job_device
 from mnog.loop import UnlearnResult, unlearn
 from mnog.metrics import fit_accuracy, scoring_batch
 from mnog.results import RESULTS, RecordStore
-from mnog.sweep import Job, Metrics, Runner, diverged_metrics, retain_seed, run_sweep
+from mnog.sweep import FIELD_RETAIN, Job, Metrics, Runner, diverged_metrics, retain_seed, run_sweep
 from mnog.tasks import Task
 from mnog.training import load_only
 
@@ -149,9 +149,8 @@ class Experiment:
 
 # -- the field's standard metrics --------------------------------------------------------------
 
-FIELD_RETAIN = 2000   # retain samples field_metrics scores (a fixed subsample of D_r when larger)
 FIELD_CV_FOLDS = 5    # mnog.evaluate's default; fewer when a set is smaller
-_REFERENCES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # Trial -> (key, test, GT's Evaluation)
+_REFERENCES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # Trial -> (test, limits, GT's Evaluation)
 
 
 def field_sets(trial: Trial, test: tuple, retain_limit: int = FIELD_RETAIN, test_limit: int = 0
@@ -203,10 +202,10 @@ def field_metrics(model: nn.Module, trial: Trial, test: tuple, retain_limit: int
     if folds < 2:
         return {}
     options = {"n_bootstrap": 0, "seed": trial.seed, "cv_folds": folds, "batch_size": scoring_batch(model)}
-    key = (id(test), retain_limit, test_limit)
+    limits = (retain_limit, test_limit)
     cached = _REFERENCES.get(trial)
-    if cached is None or cached[0] != key or cached[1] is not test:
-        cached = (key, test, evaluate(trial.references["gt"], **sets, **options))
+    if cached is None or cached[0] is not test or cached[1] != limits:
+        cached = (test, limits, evaluate(trial.references["gt"], **sets, **options))
         _REFERENCES[trial] = cached
     reference = cached[2]
     try:

@@ -79,6 +79,9 @@ class MethodOptions:
         return {"MinNorm-OG": {"order": self.minnorm_order, "precision": self.minnorm_precision}}
 
 
+FIELD_RETAIN = 2000   # retain samples the field's metrics score by default (mnog.experiment.field_sets)
+
+
 @dataclass(frozen=True)
 class ImageSweepConfig(MethodOptions):
     """The options the image experiments' sweeps share (Table 2, Label Erasure); each adds its
@@ -98,8 +101,8 @@ class ImageSweepConfig(MethodOptions):
                                       "authors') or bfloat16 (autocast)", choices=("float32", "bfloat16"))
     bn_stats: str = field("both", "BatchNorm's running statistics see both batches of every step (both: the authors' "
                                   "loop) or only those in the loss (loss)", choices=("both", "loss"))
-    field_retain: int = field(2000, "retain samples the field's metrics score (a fixed subsample of D_r when larger; "
-                                    "0: all)", minimum=0)
+    field_retain: int = field(FIELD_RETAIN, "retain samples the field's metrics score (a fixed subsample of D_r "
+                                            "when larger; 0: all)", minimum=0)
     field_test: int = field(0, "test samples the field's metrics score (a fixed subsample when larger; 0: all)",
                             minimum=0)
     eval_precision: str = field("float32", "the metrics' forward passes: float32, or bfloat16 (autocast, channels-last "
@@ -127,7 +130,7 @@ class ImageSweepConfig(MethodOptions):
     def scoring_setting(self) -> dict:
         """What of the scoring enters an experiment's setting (so its records' key): only what
         differs from the defaults, so that records written before these options stay valid."""
-        return {**({"field_retain": self.field_retain} if self.field_retain != 2000 else {}),
+        return {**({"field_retain": self.field_retain} if self.field_retain != FIELD_RETAIN else {}),
                 **({"field_test": self.field_test} if self.field_test else {}),
                 **({"eval_precision": self.eval_precision} if self.eval_precision != "float32" else {})}
 
