@@ -29,7 +29,17 @@ FROM nvidia/cuda:13.0.1-runtime-ubuntu24.04@sha256:c3fde347d52d578c84fd644bc177b
 # without a GPU): one locked environment for both images, at the cost of ~4 GB of image size.
 FROM ubuntu:noble-20260905@sha256:a61567bd31828687156d735ea8eb01ba4e37636e225dd6a48ba94136a70d9d61 AS base-cpu
 
-# The image: one of the two stages above (both pinned by digest, which hadolint cannot see).
+# MKL's fast kernels on AMD CPUs (mnog/mkl.py): its one-function library, compiled in a stage of
+# its own so that the image carries no compiler; it needs no libc, so either base runs it.
+FROM base-cpu AS mkl-intel
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc \
+    && rm -rf /var/lib/apt/lists/*
+COPY mnog/mkl_intel.c /tmp/
+RUN gcc -shared -fPIC -O2 -nostdlib -o /tmp/mkl_intel.so /tmp/mkl_intel.c
+
+# The image: one of the two base stages above (both pinned by digest, which hadolint cannot see).
 # hadolint ignore=DL3006
 FROM base-${VARIANT}
 
@@ -75,6 +85,10 @@ RUN .venv/bin/pip install --no-deps --no-build-isolation -e . \
     && mkdir -p data results \
     && chown mnog:mnog data results \
     && git config --system --add safe.directory /mnog
+
+# Preloaded only on an AMD CPU, by the Makefile and the scripts (mnog/mkl.py).
+COPY --from=mkl-intel /tmp/mkl_intel.so /usr/local/lib/mnog/mkl_intel.so
+ENV MNOG_MKL_INTEL=/usr/local/lib/mnog/mkl_intel.so
 
 USER ${UID}
 VOLUME ["/mnog/data", "/mnog/results"]

@@ -15,6 +15,13 @@ RESULTS     := $(or $(MNOG_RESULTS),results)
 # $(RESULTS)/<target>/<profile>/run.json, for the report's provenance.
 RUN          = $(PYTHON) -m artifact.report run
 UV_VERSION  := 0.13.9
+# On an AMD CPU, MKL keeps its fast kernels for Intel's: everything below runs with mnog's
+# one-function library preloaded, which lets MKL choose by instruction set (mnog/mkl.py;
+# MNOG_MKL_INTEL=0 turns it off). Elsewhere this leaves LD_PRELOAD as it is.
+MKL_PRELOAD := $(shell $(PYTHON_BASE) mnog/mkl.py ld-preload)
+ifneq ($(MKL_PRELOAD),)
+export LD_PRELOAD := $(MKL_PRELOAD)
+endif
 
 # Every table and figure, in the order `make all` runs them, from the one table of targets
 # (mnog/targets.py: each target's paper label and script; `make help` prints it).
@@ -108,6 +115,7 @@ lock: venv ## Regenerate requirements.lock (versions and SHA-256 hashes) from py
 
 bench: venv ## Speed benchmarks (prints tables; see benchmarks/), then `make calibrate`
 	$(PYTHON) -m benchmarks.bench_projection
+	$(PYTHON) -m benchmarks.bench_mkl
 	$(PYTHON) -m benchmarks.bench_table5
 	$(PYTHON) -m benchmarks.bench_images
 	$(PYTHON) -m benchmarks.bench_scoring

@@ -14,12 +14,13 @@ The 10 trials run together as one `mnog.Ensemble` (stacked parameters, batched m
 products). Every selected configuration is then run once more on all trials to store its
 fits over the test grid (fits.npz), which Figures 1, 3, 4 and 5 plot. Runtime on the 2-core
 development CPU (Intel Xeon, Sapphire Rapids): paper about 19 minutes (4 min 40 s of it
-training θ*), smoke 12 s; on the 2-core AMD EPYC (Zen 4) one, 39 min 9 s (12 min 53 s of it
-training θ*; README "Speed"); `cpu` is the paper profile.
+training θ*), smoke 12 s; on the 2-core AMD EPYC (Zen 4) one, 19 min 57 s (6 min 4 s of it
+training θ*) with MKL's fast kernels (mnog.mkl), 39 min 9 s without (README "Speed"); `cpu` is
+the paper profile.
 
 Expected (paper): MinNorm-OG 1.50 / 1.08 / 0.63 at T = 10 / 100 / 1000, the lowest median
 of all methods at T = 100 and 1000; GA diverges (1400 at T = 1000). Measured (paper
-profile, CPU): MinNorm-OG 1.46 / 1.06 / 0.77, both claims hold, 23 of 24 cells pass
+profile, CPU, Intel and AMD alike): MinNorm-OG 1.46 / 1.06 / 0.77, both claims hold, 23 of 24 cells pass
 (GA at T = 10 is a documented deviation); --minnorm-order authors (the authors' stale
 gradient) 1.36 / 0.81 / 0.78.
 Writes results/table5/records.jsonl (every trial's record, shared by all profiles) and

@@ -1,6 +1,6 @@
 """Where the time of `make table5` goes, from the records of a run.
 
-    .venv/bin/python -m benchmarks.bench_table5 [--fresh] [--profile paper]
+    .venv/bin/python -m benchmarks.bench_table5 [--fresh] [--profile cpu]
 
 With --fresh, runs Table 5 from scratch in a temporary results folder and times it
 end to end (the paper profile takes ~25 minutes on a 2-core CPU); without it, reads
@@ -21,14 +21,18 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
+from mnog.config import auto_profile
 from mnog.results import RESULTS, ROOT
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--fresh", action="store_true", help="run make table5 from scratch and time it")
-    parser.add_argument("--profile", default="paper")
+    parser.add_argument("--profile", default=os.environ.get("PROFILE") or "auto",
+                        help="the run's profile (auto: as make's, cpu without a GPU)")
     args = parser.parse_args(argv)
+    if args.profile == "auto":
+        args.profile = auto_profile()
 
     results, total = RESULTS, None
     if args.fresh:
@@ -40,7 +44,11 @@ def main(argv=None) -> int:
     store = results / "table5" / "records.jsonl"
     if not store.exists():
         sys.exit(f"no Table 5 records in {store}; run make table5 or pass --fresh")
-    config = json.loads((results / "table5" / args.profile / "config.json").read_text())
+    config_path = results / "table5" / args.profile / "config.json"
+    if not config_path.exists():
+        sys.exit(f"no Table 5 run at profile {args.profile} in {results}; pass --profile (make table5 runs cpu "
+                 "without a GPU) or --fresh")
+    config = json.loads(config_path.read_text())
     wanted = config["setting"]
     rows = [json.loads(line) for line in store.read_text().splitlines()]
     frame = pd.DataFrame([{"T": r["epochs"], "method": r["method"], "config": json.dumps(r["config"]),

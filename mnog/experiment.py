@@ -49,6 +49,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from mnog import mkl
 from mnog.config import PlanRequested
 from mnog.errors import NonFiniteError, cli
 from mnog.evaluation import evaluate
@@ -265,9 +266,11 @@ def script_main(spec) -> None:
     module name), known errors as one line with exit status 2 (mnog.errors.cli). With
     --plan, `main` stops once its command line is parsed and checked (mnog.config.PlanRequested)
     and the module's `plan(cfg)` is printed instead: what the run would train and run, and
-    how long it would take here (mnog.plan)."""
+    how long it would take here (mnog.plan). On an AMD CPU the script first re-executes itself
+    with MKL's fast kernels (mnog.mkl)."""
     if spec is None:
         sys.exit("run the artifact scripts as modules: python -m artifact.<name> (or through make)")
+    mkl.reexec()
     module = importlib.import_module(spec.name)
 
     def main():

@@ -42,6 +42,7 @@ from typing import Any
 import torch
 from tabulate import tabulate
 
+from mnog import mkl
 from mnog.errors import UserError, cli
 from mnog.results import RESULTS, ROOT, device_name, now, stable_hash, write_json
 
@@ -166,8 +167,9 @@ class Calibration:
         self.sources: dict[str, str] = {}
         self.rates: dict[str, dict] = {}
         for path in (COMMITTED / f"{self.slug}.json", self.path):   # the results file wins
-            if path.is_file():
-                recipes = json.loads(path.read_text()).get("recipes", {})
+            saved = json.loads(path.read_text()) if path.is_file() else {}
+            if saved.get("mkl_code_path", mkl.code_path()) == mkl.code_path():  # rates of the kernels in use
+                recipes = saved.get("recipes", {})
                 self.rates.update(recipes)
                 self.sources.update(dict.fromkeys(recipes, str(path.relative_to(ROOT) if path.is_relative_to(ROOT)
                                                                else path)))
@@ -190,9 +192,11 @@ class Calibration:
     def store(self, recipe: Recipe, rates: dict) -> None:
         self.rates[recipe.key] = rates
         saved = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        if saved.get("mkl_code_path", mkl.code_path()) != mkl.code_path():
+            saved = {}  # measured with MKL's other kernels (mnog.mkl): those rates no longer apply
         recipes = {**saved.get("recipes", {}), recipe.key: rates}
         write_json(self.path, {"device": device_name(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-                               "recipes": recipes})
+                               "mkl_code_path": mkl.code_path(), "recipes": recipes})
         self.sources[recipe.key] = str(self.path)
 
     def seconds(self, cost: Cost) -> float | None:
@@ -577,4 +581,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    mkl.reexec()  # measure the rates the targets will run at (MKL's fast kernels on an AMD CPU)
     sys.exit(cli(main))

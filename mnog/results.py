@@ -32,6 +32,7 @@ from typing import Iterable
 import numpy as np
 import torch
 
+from mnog import mkl
 from mnog.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,6 +71,7 @@ def provenance() -> dict:
         "host": socket.gethostname(),
         "device": device_name(),
         "threads": torch.get_num_threads(),
+        "mkl_code_path": mkl.code_path(),  # which of MKL's kernels ran (mnog.mkl)
     }
 
 
