@@ -102,14 +102,17 @@ def reexec() -> None:
     """Re-execute this process with the library preloaded where MKL would otherwise take its
     slow path (once: the re-executed process does not try again); a note on stderr where the
     library cannot be built or loaded. Call it before any work: it replaces the process."""
-    if not wanted() or preloaded() or not _torch_has_mkl():
+    tried = os.environ.get(TRIED)  # "1": this process is the re-executed one; "noted": said already
+    if tried == "noted" or not wanted() or preloaded() or not _torch_has_mkl():
         return
-    path = library() if not os.environ.get(TRIED) else None
+    path = None if tried else library()
     if path is None:
-        why = "it did not load" if os.environ.get(TRIED) else "no C compiler (cc) to build mnog/mkl_intel.c"
+        why = ("it did not load" if tried
+               else f"{ENV}={os.environ[ENV]} is no file" if os.environ.get(ENV)
+               else "no C compiler (cc) to build mnog/mkl_intel.c")
         print(f"note: MKL runs its slow kernels on this AMD CPU ({why}); see README 'MKL on AMD CPUs'",
               file=sys.stderr)
-        os.environ[TRIED] = "1"  # said once: child processes stay quiet
+        os.environ[TRIED] = "noted"  # child processes stay quiet
         return
     env = {**os.environ, "LD_PRELOAD": ld_preload(), TRIED: "1"}
     sys.stdout.flush()
