@@ -2,9 +2,10 @@
 
 torch's x86 Linux wheels do their float32 matrix products with Intel's MKL, which chooses its
 kernels by CPU vendor before instruction set: on an AMD CPU it runs slower, generic ones. On
-the 2-core AMD EPYC development machine (Zen 4, AVX-512) a 2000³ sgemm ran at 110 GFLOP/s,
-and the batched 300 × 300 by 300 × 55 products of Table 5's ensembles 4× slower than with the
-kernels MKL picks for an Intel CPU of the same instruction sets. The vendor test is one
+the 2-core AMD EPYC development machine (Zen 4, AVX-512) they ran the batched 300 × 300 by
+300 × 55 products of Table 5's ensembles 2.8× slower, and a 2000³ sgemm 1.6× slower, than the
+kernels MKL picks for an Intel CPU of the same instruction sets (benchmarks/bench_mkl.py;
+README "MKL on AMD CPUs"). The vendor test is one
 function that libtorch_cpu.so exports, `mkl_serv_intel_cpu_true`; a tiny library that defines
 it first (mnog/mkl_intel.c, loaded with LD_PRELOAD) makes MKL choose by instruction set alone.
 The products stay correct (tests/test_mkl.py checks them against float64) but round
@@ -39,7 +40,7 @@ from pathlib import Path
 
 SOURCE = Path(__file__).with_name("mkl_intel.c")
 ENV = "MNOG_MKL_INTEL"             # "0": off; a path: that prebuilt library
-TRIED = "MNOG_MKL_INTEL_REEXEC"    # set on the re-executed process, so that it re-executes once at most
+TRIED = "MNOG_MKL_INTEL_REEXEC"    # "1": the re-executed process (never again); "noted": the slow path was said
 
 
 def cpu_vendor() -> str | None:
@@ -56,7 +57,7 @@ def cpu_vendor() -> str | None:
 def wanted() -> bool:
     """True where MKL would take its slow path: Linux on an x86-64 AMD CPU, not turned off."""
     return (os.environ.get(ENV) != "0" and sys.platform.startswith("linux")
-            and platform.machine() in ("x86_64", "AMD64") and cpu_vendor() == "AuthenticAMD")
+            and platform.machine() == "x86_64" and cpu_vendor() == "AuthenticAMD")
 
 
 def library() -> Path | None:
@@ -102,7 +103,7 @@ def reexec() -> None:
     """Re-execute this process with the library preloaded where MKL would otherwise take its
     slow path (once: the re-executed process does not try again); a note on stderr where the
     library cannot be built or loaded. Call it before any work: it replaces the process."""
-    tried = os.environ.get(TRIED)  # "1": this process is the re-executed one; "noted": said already
+    tried = os.environ.get(TRIED)
     if tried == "noted" or not wanted() or preloaded() or not _torch_has_mkl():
         return
     path = None if tried else library()

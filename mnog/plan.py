@@ -152,6 +152,12 @@ def device_slug(name: str | None = None) -> str:
     return re.sub(r"[^a-z0-9]+", "-", (name or device_name()).lower()).strip("-")
 
 
+def _same_kernels(saved: dict) -> bool:
+    """Whether a calibration file's rates were measured with the MKL kernels this process runs
+    (mnog.mkl; a file without the field, e.g. one committed before it, counts as the same)."""
+    return saved.get("mkl_code_path", mkl.code_path()) == mkl.code_path()
+
+
 def calibration_path(slug: str | None = None) -> Path:
     return RESULTS / f"calibration-{slug or device_slug()}.json"
 
@@ -168,7 +174,7 @@ class Calibration:
         self.rates: dict[str, dict] = {}
         for path in (COMMITTED / f"{self.slug}.json", self.path):   # the results file wins
             saved = json.loads(path.read_text()) if path.is_file() else {}
-            if saved.get("mkl_code_path", mkl.code_path()) == mkl.code_path():  # rates of the kernels in use
+            if _same_kernels(saved):
                 recipes = saved.get("recipes", {})
                 self.rates.update(recipes)
                 self.sources.update(dict.fromkeys(recipes, str(path.relative_to(ROOT) if path.is_relative_to(ROOT)
@@ -192,8 +198,8 @@ class Calibration:
     def store(self, recipe: Recipe, rates: dict) -> None:
         self.rates[recipe.key] = rates
         saved = json.loads(self.path.read_text()) if self.path.is_file() else {}
-        if saved.get("mkl_code_path", mkl.code_path()) != mkl.code_path():
-            saved = {}  # measured with MKL's other kernels (mnog.mkl): those rates no longer apply
+        if not _same_kernels(saved):
+            saved = {}  # those rates no longer apply
         recipes = {**saved.get("recipes", {}), recipe.key: rates}
         write_json(self.path, {"device": device_name(), "torch": torch.__version__, "threads": torch.get_num_threads(),
                                "mkl_code_path": mkl.code_path(), "recipes": recipes})
