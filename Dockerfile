@@ -1,14 +1,15 @@
 # mnog: the reproducibility artifact of "Machine Unlearning under Overparameterization" (NeurIPS 2025).
 #
-#   docker build -t mnog .                                  # GPU image: CUDA 13.0 runtime, driver >= 580
-#   docker run --gpus all mnog make all                     # every table and figure, then results/REPORT.md
-#   docker build --build-arg VARIANT=cpu -t mnog:cpu .      # CPU image: plain Ubuntu, no CUDA base
-#   docker run mnog:cpu make all                            # the cpu profile (chosen automatically)
-#
-# Keep the downloads and results on the host with volumes (the image declares both folders):
+#   docker build --build-arg UID=$(id -u) -t mnog .        # GPU image: CUDA 13.0 runtime, driver >= 580
+#   mkdir -p data results
 #   docker run --gpus all -v "$PWD/data:/mnog/data" -v "$PWD/results:/mnog/results" mnog make all
-# The container runs as user mnog (UID 1000, `--build-arg UID=$(id -u)` to match yours), so a
-# bind-mounted folder must be writable by that UID.
+#   docker build --build-arg VARIANT=cpu --build-arg UID=$(id -u) -t mnog:cpu .    # CPU image, no CUDA base
+#   docker run -v "$PWD/data:/mnog/data" -v "$PWD/results:/mnog/results" mnog:cpu make all
+#
+# The image declares /mnog/data (downloads) and /mnog/results (records, caches, REPORT.html) as
+# volumes: mount both, or the results stay in anonymous volumes. The container runs as user mnog
+# (UID 1000 unless built with --build-arg UID=$(id -u)), so a bind-mounted folder must be
+# writable by that UID. docs/reproducing.md#docker has the rest.
 #
 # Pinned: both base images by digest; Python 3.11 from the deadsnakes PPA, whose signing key is
 # checked against its fingerprint; every Python package by version and SHA-256 from
@@ -66,9 +67,10 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends python3.11 python3.11-venv \
     && rm -rf /var/lib/apt/lists/* /tmp/deadsnakes.asc /root/.gnupg
 
-# The non-root user; Ubuntu's images already hold a user "ubuntu" with UID 1000.
+# The user that runs the targets; Ubuntu's images already hold a user "ubuntu" with UID 1000.
+# --non-unique: a host UID that the image already has (0 for root) is fine too.
 ARG UID=1000
-RUN userdel --remove ubuntu 2>/dev/null; useradd --create-home --uid "${UID}" --shell /bin/bash mnog
+RUN userdel --remove ubuntu 2>/dev/null; useradd --create-home --non-unique --uid "${UID}" --shell /bin/bash mnog
 
 WORKDIR /mnog
 

@@ -30,7 +30,7 @@ TARGETS := $(shell $(PYTHON_BASE) mnog/targets.py names)
 SOURCES := $(filter-out artifact/report.py,$(wildcard mnog/*.py artifact/*.py)) $(wildcard paper_tables/*)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test $(TARGETS) smoke plan calibrate bench all finished report check data verify lock clean
+.PHONY: help venv test $(TARGETS) smoke plan calibrate bench all finished report check docs data verify lock clean
 # One experiment at a time: each script already uses every core (or the GPU).
 .NOTPARALLEL:
 
@@ -92,6 +92,9 @@ report: venv ## Write results/REPORT.md and REPORT.html: ours beside the paper's
 
 check: venv ## Exit non-zero if a stored tolerance or claim fails (reads results/, runs nothing)
 	$(PYTHON) -m artifact.report check
+
+docs: venv ## Regenerate the tables of README.md and docs/ from mnog/targets.py and reference/
+	$(PYTHON) -m artifact.docs
 
 smoke: ## Kick the tires: one target of each experiment (and the standard benchmark) at the smoke profile, then its report
 	$(MAKE) table5 table2 figure1 figure6 table3 random_forgetting PROFILE=smoke

@@ -6,8 +6,8 @@ few red and green images be made to see every image as gray again?
     PROFILE=cpu make figure6          # the paper's regime on 1,000 CIFAR-10 images (CPU; mnog.erasure)
     PROFILE=smoke make figure6        # a synthetic image set, tiny budget (CI)
 
-Protocol (SPEC §7; the experiment's data, models and profiles: mnog.erasure, shared with
-Table 3). D_r: gray copies of every training image; D_f: a random p_color fraction of the red
+Protocol (docs/protocol.md#label-erasure; the experiment's data, models and profiles:
+mnog.erasure, shared with Table 3). D_r: gray copies of every training image; D_f: a random p_color fraction of the red
 copies plus the same fraction of the green copies. Labels: (content class, color ∈ {gray,
 red, green}). Per trial, the initial model trains on D_r ∪ D_f and the ground-truth (GT)
 model on D_r: CIFAR-10 with ColorResNet-18 (SGD lr 3e-2, 100 epochs, lr × 0.1 at 50), Tiny
@@ -24,20 +24,19 @@ figureN.csv holds their means per configuration, and claims.md shows them for ea
 selected configuration, its frontier point closest to (1, 0) (not compared with the paper,
 which has none).
 
-The protocol follows the authors' code (SPEC §11; README "Differences from the authors'
-code"): BatchNorm's statistics see the retain and the forget batch of every step, D'_r is
-fixed per trial, float32 training, the authors' SalUn; each is a flag (--bn-stats loss,
---precision bfloat16, --grids released, --minnorm-order authors, --minnorm-precision float64,
---salun-mask-loss mean, --salun-unmasked fixed), and a run that changes one writes to
-results/figureN/<profile>+<option>=<value>/.
+The protocol follows the authors' code (docs/authors-code.md): BatchNorm's statistics see the retain
+and the forget batch of every step, D'_r is fixed per trial, float32 training, the authors' SalUn;
+each is a flag (--bn-stats loss, --precision bfloat16, --grids released, --minnorm-order authors,
+--minnorm-precision float64, --salun-mask-loss mean, --salun-unmasked fixed), and a run that changes
+one writes to results/figureN/<profile>+<option>=<value>/.
 
-Expected (paper): MinNorm-OG's frontier comes closest to (1, 0) on both data sets; Retrain
-reaches near-zero forget error at near-chance accuracy. Runtime: paper profile hours on a
-GPU per setting; cpu 12 min 11 s for Figure 6 from an empty results folder on the 2-core
-development CPU (Intel Xeon Sapphire Rapids), where MinNorm-OG's frontier came 8th of 10 (README
-"Results: Label Erasure"). Writes results/figureN/<profile>/: figureN.png, figureN.pdf, figureN.csv (every
-configuration's means and standard errors, frontier flags), claims.md and claims.json,
-config.json; records in results/label_erasure/records.jsonl.
+Expected (paper): MinNorm-OG's frontier comes closest to (1, 0) on both data sets; Retrain reaches
+near-zero forget error at near-chance accuracy. Runtime: paper profile hours on a GPU per setting
+(never run); cpu minutes on a CPU. Measured times and results: the reference runs
+(reference/figureN/<profile>/), rendered in docs/results/label-erasure.md. Writes
+results/figureN/<profile>/: figureN.png, figureN.pdf, figureN.csv (every configuration's means and
+standard errors, frontier flags), claims.md and claims.json, config.json; records in
+results/label_erasure/records.jsonl.
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ the images in their own colors, CIFAR-10 normalization) trains on D_r ∪ D_f, a
 5e-4, batch 256, lr × 0.1 every lr_step epochs; SalUn's 182 and 160 epochs at the paper
 profile). Each of the eleven methods unlearns D_f from θ* (mnog.unlearn: T epochs over the
 forget batches, each paired with a retain batch, AdamW; mnog's Retrain is the budgeted
-re-initialize-then-descend of SPEC §3, not GT), sweeping the grid of
+re-initialize-then-descend of docs/protocol.md#baselines, not GT), sweeping the grid of
 paper_tables/random_forgetting.json. Metrics (mnog.evaluate, no bootstrap): UA, RA, TA,
 MIA-efficacy, the loss attack and their gaps to GT, with forget set D_f, retain set D_r (a fixed
 subsample of 2,000: mnog.experiment.field_sets) and the test set; records store all of them.
@@ -27,8 +27,8 @@ Expected: none from the paper (it has no such experiment). SalUn's published Tab
 forgetting, full CIFAR-10, ResNet-18; paper_tables/random_forgetting.json, with its source) is
 printed beside ours, row by row where mnog has the same method (Retrain = our GT, FT = our GD,
 GA, l1-sparse, SalUn); it is shown, not checked (other code, other step sizes, and at the cpu
-profile another scale), so nothing fails. Runtime: paper profile hours on a GPU (not run yet); cpu
-4 min 18 s on the 2-core development CPU (lscpu: Intel(R) Xeon(R) Processor); smoke seconds. Writes
+profile another scale), so nothing fails. Runtime: paper profile hours on a GPU (never run); cpu
+minutes on a 2-core CPU (docs/results/random-forgetting.md); smoke seconds. Writes
 results/random_forgetting/records.jsonl and results/random_forgetting/<profile>/:
 random_forgetting.md, random_forgetting.csv, published.csv (SalUn's rows beside ours),
 config.json.
@@ -69,7 +69,7 @@ SELECTION = ("Selection: per method, the configuration with the smallest mean ov
 @dataclass(frozen=True)
 class Config(ImageSweepConfig):  # + trials, per_class, test_per_class, width, grid_values, n_pert, device, protocol
     dataset: str = field("cifar10", "cifar10, fashion_mnist, synthetic or folder:PATH (an ImageFolder or an archive "
-                                    "of one, e.g. ../shared/data/cifar10-jpeg.tar.gz)", dataset=True)
+                                    "of one, e.g. folder:PATH/cifar10-jpeg.tar.gz)", dataset=True)
     p_forget: float = field(BENCHMARK["protocol"]["p_forget"], "fraction of the training images in D_f", above=0)
     train_epochs: int = field(BENCHMARK["protocol"]["original_epochs"], "epochs of θ* on D_r ∪ D_f", minimum=1)
     gt_epochs: int = field(BENCHMARK["protocol"]["retrain_epochs"], "epochs of the GT (Retrain) model on D_r",
@@ -93,10 +93,10 @@ class Config(ImageSweepConfig):  # + trials, per_class, test_per_class, width, g
 PROFILES = {
     "paper": Config(trials=3),
     # 100 training and 100 test images per class of CIFAR-10 (the official archive, or --dataset
-    # folder:../shared/data/cifar10-jpeg.tar.gz): D_f 100 images. ColorResNet-18 of width 8
+    # folder:PATH/cifar10-jpeg.tar.gz): D_f 100 images. ColorResNet-18 of width 8
     # (one head) trained 60 epochs at batch 32 (lr 0.03, × 0.1 at epoch 40), without
     # augmentation, fits its training set; unlearning batch 10 (10 forget batches per epoch), T = 5;
-    # 2 trials; one value per grid axis (η its largest), n_pert 10. Measured: README.
+    # 2 trials; one value per grid axis (η its largest), n_pert 10 (docs/results/random-forgetting.md).
     "cpu": Config(per_class=100, test_per_class=100, width=8, train_epochs=60, gt_epochs=60, lr=0.03, lr_step=40,
                   batch_size=32, augment=False, epochs=5, unlearn_batch=10, trials=2, grid_values=1, n_pert=10),
     "smoke": Config(dataset="synthetic", per_class=50, test_per_class=10, width=8, train_epochs=2, gt_epochs=2,

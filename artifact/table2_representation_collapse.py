@@ -5,8 +5,8 @@ images bring back the color shortcut of a model trained on class-colored images?
     PROFILE=cpu make table2           # the paper's regime on 1,000 CIFAR-10 images, one row (CPU)
     PROFILE=smoke make table2         # a synthetic image set, tiny budget (CI)
 
-Protocol (SPEC §8). Class k is shown in palette color k. D_r: every training image in its
-class color; D_f: for 1% of each class's images an extra copy in a random other color,
+Protocol (docs/protocol.md#representation-collapse). Class k is shown in palette color k. D_r:
+every training image in its class color; D_f: for 1% of each class's images an extra copy in a random other color,
 labeled with the true class. θ*: ColorResNet-18 (one 10-class head), 20 warm-start
 epochs on gray images, then 50 epochs on D_r ∪ D_f with loss weights p/(1+p) (retain) and
 1/(1+p) (forget), p = 0.01; SGD lr 3e-2, momentum 0.9, weight decay 5e-4, batch 256,
@@ -22,14 +22,15 @@ with class labels as test set and the trial's GT model as reference; the table s
 beside color accuracy for each selected configuration (not compared with the paper, which has
 none).
 
-The protocol follows the authors' code (SPEC §11; README "Differences from the authors'
-code"), each choice a flag (--bn-stats, --precision, --grids, --minnorm-order,
---minnorm-precision, --salun-mask-loss, --salun-unmasked).
+The protocol follows the authors' code (docs/authors-code.md), each choice a flag (--bn-stats,
+--precision, --grids, --minnorm-order, --minnorm-precision, --salun-mask-loss, --salun-unmasked).
 
 Expected (paper, Table 17): MinNorm-OG 49.1 / 78.7 / 93.2 (p_retain 0.001, T = 5 / 10 / 15)
 and 59.5 / 94.7 (p_retain 0.01, T = 5 / 10), the highest of the unlearning methods in every
 row (Retrain, which retrains from scratch, is higher). Runtime: paper profile hours on a
-GPU (train 5 × 2 ResNet-18s, ~10,000 unlearning runs); cpu and smoke: see the README.
+GPU (train 5 × 2 ResNet-18s, ~10,000 unlearning runs; never run); cpu minutes on a CPU, smoke
+seconds. Measured time and results: the reference run (reference/table2/cpu/), rendered in
+docs/results/representation-collapse.md with the reasoning behind the cpu profile.
 Writes results/table2/records.jsonl and results/table2/<profile>/: table2.md, table2.csv,
 comparison.csv, config.json. Exits 1 if a cell misses its tolerance or a claim fails.
 """
@@ -67,7 +68,7 @@ ROWS = ("0.001:5", "0.001:10", "0.001:15", "0.01:5", "0.01:10")  # Table 17's ro
 @dataclass(frozen=True)
 class Config(ImageSweepConfig):  # + trials, width, grid_values, n_pert, device, the protocol options (mnog.sweep)
     dataset: str = field("cifar10", "cifar10, fashion_mnist, synthetic or folder:PATH (an ImageFolder or an archive "
-                                    "of one, e.g. ../shared/data/cifar10-jpeg.tar.gz)", dataset=True)
+                                    "of one, e.g. folder:PATH/cifar10-jpeg.tar.gz)", dataset=True)
     p_forget: float = field(0.01, "fraction of each class copied off-color into D_f (p)", above=0)
     warm_epochs: int = field(20, "warm-start epochs on gray images", minimum=0)
     initial_epochs: int = field(50, "epochs on D_r ∪ D_f for θ*", minimum=1)
@@ -83,14 +84,13 @@ class Config(ImageSweepConfig):  # + trials, width, grid_values, n_pert, device,
 
 PROFILES = {
     "paper": Config(),
-    # The paper's regime on a CIFAR-10 subset (README "Results: Table 2" gives the reasoning
-    # and the measured fit): 100 training images per class at 32×32 (1,000; the official
-    # archive, or --dataset folder:../shared/data/cifar10-jpeg.tar.gz), 20 test images per
+    # The paper's regime on a CIFAR-10 subset (docs/results/representation-collapse.md gives the
+    # reasoning and the measured fit): 100 training images per class at 32×32 (1,000; the official
+    # archive, or --dataset folder:PATH/cifar10-jpeg.tar.gz), 20 test images per
     # class (shown in 10 colors: 2,000 predictions per job). ColorResNet-18 of width 8 (one
     # head, 176,402 parameters) at batch 32: 10 gray warm-start epochs, then 100 on D_r ∪ D_f
-    # with lr × 0.1 every 40 (first written as 25 epochs, lr × 0.1 every 10, at which θ* fit
-    # only 60% of D_r: README), GT 30. Unlearning batch 5: D_f (1% of each class: 10 images)
-    # in the paper's 2 forget batches per epoch (500 in batches of 256); Table 17's row
+    # with lr × 0.1 every 40 (shorter schedules fit less of D_r), GT 30. Unlearning batch 5: D_f
+    # (1% of each class: 10 images) in the paper's 2 forget batches per epoch (500 in batches of 256); Table 17's row
     # p_retain 1%, T = 10 (D'_r: 10 images, two batches, as the paper's 500); 3 trials; 2
     # values per grid axis (η its two largest, every other axis both ends of the paper's range).
     "cpu": Config(per_class=100, test_per_class=20, width=8, warm_epochs=10, initial_epochs=100, gt_epochs=30,
@@ -109,7 +109,7 @@ def rows(cfg: Config) -> list[tuple[float, int]]:
 # -- data: D_r in class colors, D_f off-color copies ---------------------------------------
 
 def collapse_sets(cfg: Config, images, labels, seed: int) -> tuple[ColoredImages, ColoredImages]:
-    """(D_r, D_f) of one trial (SPEC §8); loss weights p/(1+p) and 1/(1+p)."""
+    """(D_r, D_f) of one trial (docs/protocol.md#representation-collapse); loss weights p/(1+p) and 1/(1+p)."""
     generator = torch.Generator().manual_seed(seed)
     p = cfg.p_forget
     retain = ColoredImages(images, colors=labels, labels=labels, palette=PALETTE, norm=CIFAR_NORM,

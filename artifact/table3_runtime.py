@@ -1,9 +1,9 @@
 """Table 3: seconds per unlearning epoch of every method.
 
     make table3                       # paper profile: Label Erasure on Tiny ImageNet, ResNet-50 (GPU)
-    PROFILE=cpu make table3           # the same setting on colored Fashion-MNIST, narrow ResNet-18
+    PROFILE=cpu make table3           # Figure 7's setting at the cpu profile: 1,000 CIFAR-10 images, width 8
 
-Protocol (SPEC §9, and the authors' timer): the setting of Figure 7 (p_color 0.01,
+Protocol (docs/protocol.md#runtime, and the authors' timer): the setting of Figure 7 (p_color 0.01,
 p_retain 0.01); every method runs one unlearning epoch from each trial's initial model with
 one fixed configuration (η 1e-5, σ 0.1, λ_reg 0.1, γ_reg 0.3, λ_GA 1e-3, T_GD 0, T_proj 1,
 n_pert 50) after an untimed warm-up run, CUDA synchronized around the timed region; the
@@ -12,18 +12,18 @@ machine; the paper's ratio MinNorm-OG / GD is 0.78 / 0.67 ≈ 1.16 (target here:
 paper profile, ≤ 1.5 at the cpu profile).
 
 What the paper's row measures: MinNorm-OG's subsample B'_r takes n_pert // (classes in the
-retain batch) images of every class (SPEC §2). On Tiny ImageNet a batch of 512 holds ~185 of
-the 200 classes, so 50 // 185 = 0: B'_r is empty, G has no rows, and each projection only
-scales θ by 1 − s. The main MinNorm-OG row keeps that regime (cpu: Fashion-MNIST has 10
-classes, so n_pert 5 gives 5 // 10 = 0). The rows "MinNorm-OG, n_pert N" time the projection
-onto a non-empty span (paper: 400, two images per class; cpu: 50, five per class), with
-BatchNorm in train mode (SPEC §2, the authors' code: each row of G is a backward pass
+retain batch) images of every class (docs/protocol.md#minnorm-og). On Tiny ImageNet a batch of
+512 holds ~185 of the 200 classes, so 50 // 185 = 0: B'_r is empty, G has no rows, and each
+projection only scales θ by 1 − s. The main MinNorm-OG row keeps that regime (cpu: a batch of 5
+holds 2-5 classes, so n_pert 1 gives 1 // (classes) = 0). The rows "MinNorm-OG, n_pert N" time
+the projection onto a non-empty span (paper: 400, two images per class; cpu: 50, the whole
+batch), with BatchNorm in train mode (the authors' code: each row of G is a backward pass
 through the whole subsample) and in eval mode (per-sample gradients, bn_mode="eval").
 Every row is timed with two timers: ours (cuDNN benchmark on, each step forwards only the
 batches its loss uses) and the authors' (cuDNN deterministic with benchmark off, every step
-forwards the retain and the forget batch; SPEC §11.8). Measured on the 2-core development CPU
-(cpu profile, 2 min 28 s): MinNorm-OG / GD 1.04 with both; see the README ("Table 3").
-Uses the initial models of `make figure7` at the same profile (mnog.erasure: the same cache
+forwards the retain and the forget batch; docs/authors-code.md#table-3s-timer). Runtime: paper
+profile a GPU (never run); cpu seconds on Figure 6's cached models. Measured results:
+docs/results/runtime.md. Uses the initial models of `make figure7` at the same profile (mnog.erasure: the same cache
 entries; trained here first if missing).
 Writes results/table3/<profile>/: table3.md, table3.csv, claims.json, config.json.
 """
@@ -86,7 +86,7 @@ def variants(cfg: Config) -> list[tuple[str, str, dict]]:
 
 
 def per_class(n_pert: int, labels: torch.Tensor, batch_size: int) -> int:
-    """n_pert // (classes in a retain batch): MinNorm-OG's subsample size per class (SPEC §2)."""
+    """n_pert // (classes in a retain batch): MinNorm-OG's subsample size per class (docs/protocol.md#minnorm-og)."""
     batch = labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))[:batch_size]]
     return n_pert // len(batch.unique())
 
@@ -96,11 +96,11 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-# The two timers (SPEC §11.8). "ours": cuDNN picks its fastest kernels (benchmark on) and a
+# The two timers (docs/authors-code.md#table-3s-timer). "ours": cuDNN picks its fastest kernels (benchmark on) and a
 # step forwards only the batches its method's loss uses, so each row is the method's own
 # cost. "authors": the authors' timer, whose set_seed turns cuDNN's deterministic kernels on
 # and benchmark off for every run, and whose loop forwards the retain and the forget batch at
-# every step (bn_stats="both", SPEC §11.1). cuDNN's flags do nothing on a CPU.
+# every step (bn_stats="both", docs/authors-code.md#batchnorm-sees-both-batches). cuDNN's flags do nothing on a CPU.
 MODES = {"ours": {"deterministic": False, "benchmark": True, "bn_stats": "loss"},
          "authors": {"deterministic": True, "benchmark": False, "bn_stats": "both"}}
 
@@ -185,7 +185,8 @@ def main(argv=None) -> int:
                  headers=["method", "ours, s", "ours ÷ GD", "authors' timer, s", "authors' timer ÷ GD", "paper, s",
                           "paper ÷ GD", "B'_r per class"], tablefmt="github"),
         "ours: cuDNN benchmark on, a step forwards only the batches its loss uses; the authors' timer: cuDNN "
-        "deterministic and benchmark off, every step forwards the retain and the forget batch (SPEC §11.8).",
+        "deterministic and benchmark off, every step forwards the retain and the forget batch "
+        "(docs/authors-code.md#table-3s-timer).",
         tabulate([[text, "✓" if ok else "✗", value] for text, ok, value in checks],
                  headers=["target", "met", "ours"], tablefmt="github")])
     write_text(out / "table3.md", text + "\n")

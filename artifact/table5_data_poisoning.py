@@ -3,8 +3,8 @@
     make table5                       # the paper's protocol: 10 trials, Table 7 grids
     PROFILE=smoke make table5         # the same pipeline on a tiny budget (CI)
 
-Protocol (SPEC §5). Per trial: 50 retain points y = sin(x) and 5 poisoned forget points
-y = 1.5, x ~ U[-5π, 5π]; an MLP 1-300-300-1 (SiLU) trained on both for 100,000 epochs of
+Protocol (docs/protocol.md#data-poisoning). Per trial: 50 retain points y = sin(x) and 5 poisoned
+forget points y = 1.5, x ~ U[-5π, 5π]; an MLP 1-300-300-1 (SiLU) trained on both for 100,000 epochs of
 full-batch AdamW (lr 1e-3). Each method then unlearns with full data access for T ∈ {10,
 100, 1000} epochs, sweeping its Table 7 grid; the metric is sup_x |f(x) − sin(x)| on 1,000
 evenly spaced points. For each method and T the configuration with the best median over
@@ -12,17 +12,15 @@ the 10 trials is reported as median (central range: 2 best and 2 worst trials di
 
 The 10 trials run together as one `mnog.Ensemble` (stacked parameters, batched matrix
 products). Every selected configuration is then run once more on all trials to store its
-fits over the test grid (fits.npz), which Figures 1, 3, 4 and 5 plot. Runtime on the 2-core
-development CPU (Intel Xeon, Sapphire Rapids): paper about 19 minutes (4 min 40 s of it
-training θ*), smoke 12 s; on the 2-core AMD EPYC (Zen 4) one, 19 min 57 s (6 min 4 s of it
-training θ*) with MKL's fast kernels (mnog.mkl), 39 min 9 s without (README "Speed"); `cpu` is
-the paper profile.
+fits over the test grid (fits.npz), which Figures 1, 3, 4 and 5 plot. `cpu` is the paper
+profile; it runs on a 2-core CPU in about 20 minutes (with MKL's fast kernels on an AMD CPU:
+mnog.mkl), smoke in seconds. Measured time and results: the reference run
+(reference/table5/cpu/), rendered in docs/results/data-poisoning.md.
 
 Expected (paper): MinNorm-OG 1.50 / 1.08 / 0.63 at T = 10 / 100 / 1000, the lowest median
-of all methods at T = 100 and 1000; GA diverges (1400 at T = 1000). Measured (paper
-profile, CPU, Intel and AMD alike): MinNorm-OG 1.46 / 1.06 / 0.77, both claims hold, 23 of 24 cells pass
-(GA at T = 10 is a documented deviation); --minnorm-order authors (the authors' stale
-gradient) 1.36 / 0.81 / 0.78.
+of all methods at T = 100 and 1000; GA diverges (1400 at T = 1000). GA at T = 10 is a
+documented deviation (paper_tables/notes.json); --minnorm-order authors runs the authors' stale
+gradient (docs/authors-code.md#minnorm-ogs-descent-step).
 Writes results/table5/records.jsonl (every trial's record, shared by all profiles) and
 results/table5/<profile>/: table5.csv, table5.md, comparison.csv, fits.npz, config.json.
 Exits 1 if a cell misses its tolerance (known deviations aside) or a claim fails.
@@ -88,7 +86,7 @@ FLUSH_DENORMAL = torch.set_flush_denormal(True)
 
 @dataclass(frozen=True)
 class DataPoisoning(Experiment):
-    """SPEC §5: every trial's θ*, unlearned by a job on all its trials at once (one Ensemble)."""
+    """Data Poisoning: every trial's θ*, unlearned by a job on all its trials at once (one Ensemble)."""
     cfg: Config
     store = "table5"
     metrics = ("sup_error",)

@@ -2,12 +2,12 @@
 bf16-autocast evaluation (mnog.metrics.scoring), on one Label Erasure profile's trained models.
 
     python -m benchmarks.bench_eval_precision --profile cpu --figure 6 \\
-        --dataset folder:../shared/data/cifar10-jpeg.tar.gz
+        --dataset folder:PATH/cifar10-jpeg.tar.gz
 
 For every trial's initial and GT model (trained and cached by `make figure6` at that profile,
 else trained now): each head's argmax on the gray, red and green copy of every test image in
 both precisions, the number that differ per 10,000 predictions, the two metrics (retain quality,
-forget-quality error) both ways, and seconds per evaluation. Issue 14's rule: bf16 may replace
+forget-quality error) both ways, and seconds per evaluation. The rule: bf16 may replace
 float32 where at most one prediction in 10,000 changes; the sweeps keep float32
 (--eval-precision float32) by default. Writes results/benchmarks/eval-precision-<profile>.json.
 """
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     print(tabulate(rows, headers=headers, tablefmt="github", floatfmt=".4g"))
     rate = 1e4 * changed / total
     verdict = "bf16 meets" if rate <= 1 else "bf16 misses"
-    print(f"{changed} of {total} predictions changed ({rate:.2f} per 10,000): {verdict} issue 14's rule "
+    print(f"{changed} of {total} predictions changed ({rate:.2f} per 10,000): {verdict} the rule "
           f"(≤ 1 per 10,000) on {device_name()}")
     out = RESULTS / "benchmarks" / f"eval-precision-{args.profile}.json"
     write_json(out, {"profile": args.profile, "figure": args.figure, "dataset": args.dataset, "rows": rows,

@@ -10,7 +10,7 @@ says whether the records equal the serial run's at the same torch thread count (
 count changes float reductions in the last bits). Ray runs as a local instance (ray.init)
 with one CPU and one torch thread per task.
 
-Measured on the 2-core development CPU (Intel Xeon, Sapphire Rapids, no GPU): see README.md.
+Measured results, with machine and date: docs/scaling.md#benchmark.
 """
 from __future__ import annotations
 

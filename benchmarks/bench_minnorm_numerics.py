@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.bench_minnorm_numerics [--seeds 5]      # after make table5
 
-G on the trained Data Poisoning MLP is ill-conditioned (cond ≈ 1e7-1e11, SPEC §11), so
+G on the trained Data Poisoning MLP is ill-conditioned (cond ≈ 1e7-1e11, docs/authors-code.md), so
 P_G(θ) moves with rounding: with the order of G's rows (the subsample B'_r is a random
 permutation of the 50 retain points, drawn from the job's seed), and with G's precision.
 This re-runs MinNorm-OG's selected configuration of Table 5 (paper profile: the 10 trials

@@ -10,7 +10,7 @@ against our float64 Gram solve and the MLP's factored "linear" path); one MinNor
 against one GD step on the MLP, alone and as an ensemble of the 10 trials. Times are the
 median of repeats (single runs for the slow ResNet-18 references).
 
-With eval-mode BatchNorm (bn_mode="eval", issue 14): G + projection of a two-head
+With eval-mode BatchNorm (bn_mode="eval"): G + projection of a two-head
 ColorResNet-18 (`--width`, 32×32, 50 images: 100 rows) by the materialized path (torch.func
 vmap of per-sample jacrev) against the layerwise path, and one MinNorm-OG step (projection
 of the 50-image subsample, then the AdamW step of a 256-image batch) against one GD step,

@@ -2,16 +2,17 @@
 on one profile's cached trials (train them first: `make figure6 PROFILE=cpu ...`).
 
     python -m benchmarks.diagnose_erasure --profile cpu --figure 6 \\
-        --dataset folder:../shared/data/cifar10-jpeg.tar.gz
+        --dataset folder:PATH/cifar10-jpeg.tar.gz
 
-It answers issue 13's questions, on every trial, and prints one table per question:
+It answers four questions, on every trial, and prints one table per question:
 1. Does θ* interpolate its training set? Train accuracy (class, color, both) of the initial
    model on D_r and on D_f.
 2. How large is each projection? ‖P_{G⊥}θ‖ / ‖θ‖, the columns k of G (subsample × heads)
    and G's numerical rank, per projection step of MinNorm-OG.
 3. How do retain quality and forget error move, step by step, for MinNorm-OG against GD at
    the same η?
-4. Does SPEC §11.1's BatchNorm setting matter? Questions 2 and 3 under both bn_stats.
+4. Does BatchNorm's setting (docs/authors-code.md#batchnorm-sees-both-batches) matter? Questions 2
+   and 3 under both bn_stats.
 Writes results/diagnostics/figure<N>-<profile>/steps.csv and projections.csv.
 """
 from __future__ import annotations

@@ -6,7 +6,7 @@
     mnog.evaluate(classifier, forget=..., retain=..., test=..., reference=retrained)  # UA, RA, TA, MIA, gaps
 
 `mnog.METHODS` maps every method name to its class; `METHODS[name].Config` lists its
-hyperparameters. See README.md for the paper's experiments.
+hyperparameters. See README.md and docs/ for the paper's experiments.
 """
 from mnog.ensemble import Ensemble
 from mnog.errors import NonFiniteError

@@ -1,4 +1,4 @@
-"""SPEC §4's batch protocol: forget batches paired with same-size retain batches.
+"""The batch protocol (docs/protocol.md#the-unlearning-loop): forget batches paired with same-size retain batches.
 
 A data set is a pair (inputs, targets) of tensors, targets possibly a tuple (one per
 head). For an `mnog.Ensemble` every tensor carries a leading member dim (E, N, ...) and
@@ -80,7 +80,7 @@ def retain_subset(n: int, p_retain: float, seed: int, members: int | None = None
 
 def paired_batches(retain: Batch, forget: Batch, batch_size: int | None, epochs: int,
                    members: int | None, generator: torch.Generator) -> Iterator[tuple[int, Batch, Batch]]:
-    """Yield (epoch, retain batch, forget batch) for the whole run (SPEC §4).
+    """Yield (epoch, retain batch, forget batch) for the whole run (docs/protocol.md#the-unlearning-loop).
 
     batch_size=None: one full-batch step per epoch (Data Poisoning). Otherwise every epoch
     iterates over the reshuffled forget set; each forget batch is paired with the next

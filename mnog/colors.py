@@ -1,4 +1,4 @@
-"""Colored copies of images (SPEC §6), as tensor operations on whole batches.
+"""Colored copies of images, as tensor operations on whole batches (docs/protocol.md#colored-copies-and-models).
 
 Images are uint8 tensors (B, 3, H, W) (RGB) or (B, 1, H, W) (already grayscale). The
 grayscale L is PIL's `convert("L")` exactly (ITU-R 601-2 luma in PIL's fixed-point
@@ -17,16 +17,16 @@ from torch import Tensor
 
 from mnog.tasks import as_heads
 
-# Label Erasure's colors (SPEC §7): color label 0 = gray, 1 = red, 2 = green.
+# Label Erasure's colors (docs/protocol.md#label-erasure): color label 0 = gray, 1 = red, 2 = green.
 GRAY, RED, GREEN = 0, 1, 2
 ERASURE_RGB = ((255, 255, 255), (255, 0, 0), (0, 255, 0))
 
-# Representation Collapse's palette (SPEC §6): class k is shown in color k.
+# Representation Collapse's palette (docs/protocol.md#colored-copies-and-models): class k is shown in color k.
 PALETTE = ((255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (255, 0, 255),
            (0, 255, 255), (255, 128, 0), (128, 0, 255), (128, 128, 128), (0, 128, 128))
 PALETTE_NAMES = ("red", "green", "blue", "yellow", "magenta", "cyan", "orange", "purple", "gray", "teal")
 
-# Per-channel normalization (SPEC §6).
+# Per-channel normalization (docs/protocol.md#colored-copies-and-models).
 CIFAR_NORM = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 IMAGENET_NORM = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 

@@ -9,13 +9,14 @@ our value must satisfy:
     at_least:<v>  our median is at least v (GA's divergence at T = 1000)
     sigma:<k>     our mean is within k combined standard errors, k·√(se² + se_paper²)
 
-and `expected`: "pass", or "deviation" for a cell where we know and document (README,
-"Known deviations") that we do not reproduce the paper. A deviation is still checked and
-shown, but does not fail the run. `compare` applies the rules; the rendering functions
+and `expected`: "pass", or "deviation" for a cell where we know and document
+(paper_tables/notes.json, with the reason) that we do not reproduce the paper. A deviation is
+still checked and shown, but does not fail the run. `compare` applies the rules; the rendering functions
 turn the result into markdown; nothing parses stdout.
 """
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -30,6 +31,23 @@ PAPER_TABLES = ROOT / "paper_tables"
 
 def load_paper_table(name: str) -> pd.DataFrame:
     return pd.read_csv(PAPER_TABLES / f"{name}.csv", comment="#")
+
+
+def load_notes() -> dict:
+    """paper_tables/notes.json: why each known deviation and each profile that does not enforce the
+    paper's numbers is not a failure ({"deviations": [...], "not_enforced": [...]})."""
+    return json.loads((PAPER_TABLES / "notes.json").read_text())
+
+
+def deviation_note(target: str, cell: dict) -> dict | None:
+    """The note of a known deviation: the entry of notes.json whose cell `cell` matches."""
+    return next((d for d in load_notes()["deviations"] if d["target"] == target
+                 and all(str(cell.get(k)) == str(v) for k, v in d["cell"].items())), None)
+
+
+def profile_note(target: str, profile: str) -> dict | None:
+    """Why `target` does not enforce the paper's numbers at `profile` (notes.json), if it says."""
+    return next((n for n in load_notes()["not_enforced"] if target in n["targets"] and profile in n["profiles"]), None)
 
 
 def check(rule: str, ours: pd.Series, paper: pd.Series) -> bool:

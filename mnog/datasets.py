@@ -37,7 +37,8 @@ DATA = Path(os.environ.get("MNOG_DATA") or ROOT / "data")
 
 @dataclass(frozen=True)
 class SinePoisoning:
-    """SPEC §5: 50 retain points y = sin(x) and 5 forget points y = 1.5, x ~ U[-5π, 5π]."""
+    """Data Poisoning (docs/protocol.md#data-poisoning): 50 retain points y = sin(x) and 5 forget
+    points y = 1.5, x ~ U[-5π, 5π]."""
     n_retain: int = 50
     n_forget: int = 5
     x_max: float = 5 * math.pi   # x ∈ [-x_max, x_max]

@@ -1,4 +1,4 @@
-"""Multi-Class Label Erasure (SPEC §7): its settings, profiles, data and models.
+"""Multi-Class Label Erasure (docs/protocol.md#label-erasure): its settings, profiles, data and models.
 
 Two targets run this experiment, Figures 2 and 6-14 (`artifact/figure2_label_erasure.py`:
 sweeps, frontiers, claims) and Table 3 (`artifact/table3_runtime.py`: one timed epoch of every
@@ -51,7 +51,8 @@ class Config(ImageSweepConfig):  # + trials, width, grid_values, n_pert, device,
                         choices=("2", *SETTINGS["settings"]))
     dataset: str = field("", "replace every setting's data set: cifar10, tiny_imagenet, fashion_mnist, synthetic "
                              "or folder:PATH (an ImageFolder or an archive of one; empty: the paper's)", dataset=True)
-    train_epochs: int = field(100, "epochs of the SPEC §7 recipe for the initial and GT models", minimum=1)
+    train_epochs: int = field(100, "epochs of the Label Erasure recipe for the initial and GT models",
+                              minimum=1)
     gt_epochs: int = field(0, "epochs of the GT model (0: train_epochs)", minimum=0)
     train_batch: int = field(0, "training batch size of the initial and GT models (0: the recipe's)", minimum=0)
     batch_size: int = field(0, "unlearning batch size (0: 256 for CIFAR-10, 512 for Tiny ImageNet)", minimum=0)
@@ -61,21 +62,20 @@ class Config(ImageSweepConfig):  # + trials, width, grid_values, n_pert, device,
 
 PROFILES = {
     "paper": Config(),
-    # The paper's regime on a CIFAR-10 subset (README "Results: Label Erasure" gives the
-    # reasoning and the measured fit). 100 training images per class at 32×32 (1,000; the
-    # official archive, or --dataset folder:../shared/data/cifar10-jpeg.tar.gz) and 100 test
-    # images per class. ColorResNet-18 of width 8 (176,597 parameters for 1,020 training
-    # images) trained the paper's 100 epochs at batch 32 interpolates D_r ∪ D_f (class and
-    # color; first written as 80 epochs, at which one trial of three fit 18 of D_f's 20
-    # classes: README); the GT model, trained on D_r alone, trains 40 (D_r is fit by epoch 30). Unlearning batch 5: the
-    # paper's forget batches per epoch (p_color 0.01: 10 red + 10 green images in 4 batches, as
+    # The paper's regime on a CIFAR-10 subset (docs/results/label-erasure.md#the-cpu-profile gives
+    # the reasoning and the measured fit). 100 training images per class at 32×32 (1,000; the
+    # official archive, or --dataset folder:PATH/cifar10-jpeg.tar.gz) and 100 test images per
+    # class. ColorResNet-18 of width 8 (176,597 parameters for 1,020 training images) trained the
+    # paper's 100 epochs at batch 32 interpolates D_r ∪ D_f (class and color; at 80 epochs one
+    # trial of three did not); the GT model, trained on D_r alone, trains 40 (D_r is fit by epoch
+    # 30). Unlearning batch 5: the paper's forget batches per epoch (p_color 0.01: 10 red + 10 green images in 4 batches, as
     # 1,000 in 4 batches of 256; p_color 0.001: 1 + 1 in one batch, as 100 in one), the paper's
     # T and p_retain of the subset (D'_r: 10 images at 0.01, two batches as the paper's 500;
     # 1 image at 0.001, less than a batch as the paper's 50). 3 trials; 2 values per grid axis
     # (η its two largest, every other axis both ends of the paper's range). Tiny ImageNet's
     # settings (7, 13, 14) run on the same CIFAR-10 subset with CIFAR-10's recipe. The field's
     # metrics score fixed subsamples of 500 retain and 500 test images (the paper's metrics all
-    # 1,000 test images): with all of them they doubled a job's time (README).
+    # 1,000 test images): with all of them they doubled a job's time (docs/benchmarks.md).
     "cpu": Config(dataset="cifar10", per_class=100, test_per_class=100, width=8, train_epochs=100, gt_epochs=40,
                   train_batch=32, batch_size=5, trials=3, grid_values=2, field_retain=500, field_test=500,
                   enforce=False),
@@ -172,7 +172,7 @@ class LabelErasure(Experiment):
         return Prepared(trials, (test_images, test_labels, classes), test=(gray.inputs(), gray.targets()))
 
     def training_recipe(self) -> str:
-        """The data set whose SPEC §7 recipe trains the models (substituted data: CIFAR-10's)."""
+        """The data set whose Label Erasure recipe trains the models (substituted data: CIFAR-10's)."""
         return self.panel.paper_dataset if not self.cfg.dataset else "cifar10"
 
     def cache_path(self, seed: int, name: str, size: int):

@@ -182,7 +182,7 @@ def evaluate(model: nn.Module, *, forget, retain, test, reference: nn.Module | E
     per_set = {who: {name: _per_sample(m, batch, batch_size, mia_feature, who, name) for name, batch in sets.items()}
                for who, m in models.items()}
     # The attacks fit one feature: BLAS threads only cost here (a logistic regression took 72 ms
-    # with 2 threads against 2 ms with one on the 2-core development CPU, another job running).
+    # with 2 threads against 2 ms with one on a 2-core Intel Xeon, another job running).
     with threadpool_limits(1):
         stats = {(who, h): _attacks({name: heads[h] for name, heads in per_set[who].items()}, split, seed, cv_folds)
                  for who in models for h in range(len(classes["model"]))}
@@ -349,7 +349,7 @@ def _attacks(q: dict[str, dict[str, np.ndarray]], split, seed: int, cv_folds: in
     """Fit both attacks on one head's per-sample quantities; return the per-sample flags and
     scores the metrics (and their bootstrap) are computed from."""
     # scikit-learn is imported here, not with mnog: it adds 0.75 s to every `import mnog` (each
-    # worker process, each script) on the 2-core development CPU, and only evaluate uses it.
+    # worker process, each script) on a 2-core Intel Xeon, and only evaluate uses it.
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.svm import SVC

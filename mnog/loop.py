@@ -1,4 +1,4 @@
-"""`unlearn`: the unlearning loop of SPEC §4 for any torch.nn.Module."""
+"""`unlearn`: the unlearning loop (docs/protocol.md#the-unlearning-loop) for any torch.nn.Module."""
 from __future__ import annotations
 
 import time
@@ -48,11 +48,11 @@ def unlearn(model: nn.Module, method: str, forget, retain, loss: str | Task, epo
                 unless retain_seed is given).
     retain_seed: seeds the draw of D'_r alone (on the CPU, so the same on every device);
                 the experiments pass one per trial, so that every method and configuration
-                of a trial sees the same D'_r (SPEC §4, §11.2).
+                of a trial sees the same D'_r (docs/authors-code.md#one-retain-subset-per-trial).
     bn_stats:   "loss" forwards only the batches a method's objective uses; "both" also
                 forwards the other one (no gradient), so that BatchNorm's running statistics
                 see the retain and the forget batch of every step, as the authors' loop
-                (SPEC §11.1). Models without BatchNorm are unaffected.
+                (docs/authors-code.md#batchnorm-sees-both-batches). Models without BatchNorm are unaffected.
     on_nonfinite: a run that ends with NaN/Inf parameters (a diverged method, e.g. GA at a
                 large η) raises NonFiniteError ("raise"), warns ("warn") or says nothing
                 ("ignore"); the result's `finite` tells.

@@ -1,19 +1,19 @@
-"""The eleven unlearning methods of SPEC §3, behind one interface and one registry.
+"""The eleven unlearning methods (docs/protocol.md#baselines), behind one interface and one registry.
 
 A method is a class with a frozen `Config` of its hyperparameters (paper symbols: eta=η,
 lambda_reg=λ_reg, gamma_reg=γ_reg, lambda_ga=λ_GA, sigma=σ, t_gd=T_GD, t_proj=T_proj,
 n_pert=n_pert) and a `step(epoch, retain, forget)` that `mnog.loop.unlearn` calls once per
 pair of batches. The default step is one AdamW step on `objective`, the method's row of
-the SPEC §3 table. Schedules (Ridge's λ, ℓ1's λ_t, MinNorm-OG's strength s) are functions
+the table of docs/protocol.md#baselines. Schedules (Ridge's λ, ℓ1's λ_t, MinNorm-OG's strength s) are functions
 of the step, epoch or projection count; no configuration is ever mutated.
 
 Every method uses AdamW with learning rate η and PyTorch's other defaults, weight decay
-0.01 included (SPEC §2).
+0.01 included (docs/protocol.md#minnorm-og).
 
 BatchNorm's running statistics: with bn_stats="loss" (the library's default) a step
 forwards only the batches its objective uses; with bn_stats="both" it also forwards the
 other one, without gradient, so that the running statistics see the retain and the forget
-batch of every step, retain first, as the authors' loop does (SPEC §11.1).
+batch of every step, retain first, as the authors' loop does (docs/authors-code.md#batchnorm-sees-both-batches).
 """
 from __future__ import annotations
 
@@ -127,11 +127,11 @@ class NPOConfig(Hyperparameters):
 @dataclass(frozen=True)
 class SalUnConfig(Hyperparameters):
     lambda_ga: float  # weight of the random-relabel loss on forget batches
-    # The saliency mask's gradient (SPEC §11.9): "mean": of the mean forget loss over D_f
-    # (SPEC §3); "batch_sum": the sum of the batch-mean losses over D_f in shuffled batches
+    # The saliency mask's gradient (docs/authors-code.md#saluns-mask): "mean": of the mean forget loss over D_f
+    # (docs/protocol.md#baselines); "batch_sum": the sum of the batch-mean losses over D_f in shuffled batches
     # of the unlearning batch size (the authors' code; differs only by the short last batch).
     mask_loss: str = "mean"
-    # Entries outside the mask: "fixed" at θ* (SPEC §3: only masked entries are updated);
+    # Entries outside the mask: "fixed" at θ* (docs/protocol.md#baselines: only masked entries are updated);
     # "decay": their gradients are zeroed but AdamW's decoupled weight decay still shrinks
     # them (the authors' gradient hooks).
     unmasked: str = "fixed"
@@ -144,7 +144,7 @@ class MinNormOGConfig(Hyperparameters):
     t_gd: int          # T_GD: final epochs of descent only
     t_proj: int        # T_proj: project in epochs t with t mod T_proj = 0
     n_pert: int        # size of the retain subsample B'_r whose output gradients span G
-    # SPEC §2. "project_first": project, then a descent step with a fresh gradient at the
+    # docs/protocol.md#minnorm-og. "project_first": project, then a descent step with a fresh gradient at the
     # projected θ (ours); "descent_first": the paper's prose; "authors": the authors' code:
     # the retain forward at the old θ, the projection in place, then the backward pass of
     # the graph recorded before it (a stale gradient).
@@ -213,7 +213,8 @@ class Method:
 
     def loss(self, epoch: int, retain: Batch, forget: Batch) -> Tensor:
         """The objective; with bn_stats="both" the batch it leaves out is forwarded as well
-        (train mode, no gradient), the retain batch before the forget batch (SPEC §11.1)."""
+        (train mode, no gradient), the retain batch before the forget batch
+        (docs/authors-code.md#batchnorm-sees-both-batches)."""
         uses_retain, uses_forget = self.uses(epoch)
         if self.forward_both and not uses_retain:
             self.forward_only(retain)
@@ -260,7 +261,7 @@ def tracks_running_stats(model: nn.Module) -> bool:
 
 
 # ---------------------------------------------------------------------------------------
-# The methods (SPEC §3)
+# The methods (docs/protocol.md#baselines)
 # ---------------------------------------------------------------------------------------
 
 @register
@@ -463,7 +464,7 @@ class SalUn(Method):
 
     def after_step(self):
         # AdamW's decoupled weight decay still shrinks unmasked entries (unmasked="decay", the
-        # authors'); SPEC §3 updates only the masked ones, so by default they keep their θ* values.
+        # authors'); the paper updates only the masked ones, so by default they keep their θ* values.
         if self.config.unmasked == "decay":
             return
         with torch.no_grad():
@@ -473,7 +474,7 @@ class SalUn(Method):
 
 @register
 class MinNormOG(Method):
-    """Algorithm 1 as run in the experiments (SPEC §2). In epoch t < T − T_GD with
+    """Algorithm 1 as run in the experiments (docs/protocol.md#minnorm-og). In epoch t < T − T_GD with
     t mod T_proj = 0, every step first projects θ ← θ − s·P_{G⊥}(θ) with G the output
     gradients of a retain subsample B'_r (s = λ_reg·γ_reg^j at the j-th projection), then
     takes one AdamW step on J(θ; B_r) with a fresh gradient at the projected θ
@@ -516,7 +517,7 @@ class MinNormOG(Method):
         subsample = retain.take(perturbation_subsample(retain, c.n_pert, self.task, self.generator))
         if len(subsample) == 0 and not self.warned_empty:
             warnings.warn(f"MinNorm-OG: n_pert // (classes in the batch) = 0 (n_pert = {c.n_pert}), so the "
-                          "subsample is empty and each projection step only scales θ by 1 − s (SPEC §2, as the "
+                          "subsample is empty and each projection step only scales θ by 1 − s (as the "
                           "authors' code does on Tiny ImageNet)", stacklevel=2)
             self.warned_empty = True
         strength = c.lambda_reg * c.gamma_reg ** self.projections
@@ -568,7 +569,7 @@ def paper_methods(classifier: bool = True) -> tuple[str, ...]:
 
 
 def perturbation_subsample(retain: Batch, n_pert: int, task: Task, generator: torch.Generator) -> Tensor:
-    """Indices of B'_r ⊆ B_r (SPEC §2): n_pert random samples; for a classifier,
+    """Indices of B'_r ⊆ B_r (docs/protocol.md#minnorm-og): n_pert random samples; for a classifier,
     n_pert // (#classes in the batch) random samples of every class of the first head's
     label (all of a class when it has fewer)."""
     n, members, device = len(retain), retain.members, retain.inputs.device

@@ -12,7 +12,7 @@ from mnog.ensemble import Ensemble
 
 @torch.no_grad()
 def sup_error(model: nn.Module, x: Tensor) -> Tensor:
-    """sup_x |f(θ, x) − sin(x)| over the grid x of shape (n, 1) (SPEC §5).
+    """sup_x |f(θ, x) − sin(x)| over the grid x of shape (n, 1) (docs/protocol.md#data-poisoning).
 
     A scalar for one model, one value per member (E,) for an Ensemble."""
     was_training = model.training
@@ -65,7 +65,7 @@ def _float(outputs):
 
 def color_accuracy(model: nn.Module, images: Tensor, palette, norm, batch_size: int | None = None,
                    precision: str = "float32") -> float:
-    """Representation Collapse's metric (SPEC §8): every test image is shown in each palette
+    """Representation Collapse's metric: every test image is shown in each palette
     color; a prediction is correct when it names the color shown. Fraction over all.
     `precision`: as `scoring` (float32, or bfloat16 autocast); batch_size None: `scoring_batch`."""
     correct, batch_size = 0, batch_size or scoring_batch(model)
@@ -79,7 +79,7 @@ def color_accuracy(model: nn.Module, images: Tensor, palette, norm, batch_size: 
 
 def erasure_metrics(model: nn.Module, images: Tensor, labels: Tensor, norm, batch_size: int | None = None,
                     precision: str = "float32") -> tuple[float, float]:
-    """Label Erasure's two metrics (SPEC §7), in eval mode, on test images:
+    """Label Erasure's two metrics (docs/protocol.md#label-erasure), in eval mode, on test images:
 
     retain quality: the fraction of gray copies whose content class and color (gray) are
     both predicted correctly (higher is better); forget-quality error: the mean of

@@ -2,10 +2,10 @@
 
 torch's x86 Linux wheels do their float32 matrix products with Intel's MKL, which chooses its
 kernels by CPU vendor before instruction set: on an AMD CPU it runs slower, generic ones. On
-the 2-core AMD EPYC development machine (Zen 4, AVX-512) they ran the batched 300 × 300 by
+a 2-core AMD EPYC (Zen 4, AVX-512) they ran the batched 300 × 300 by
 300 × 55 products of Table 5's ensembles 2.8× slower, and a 2000³ sgemm 1.6× slower, than the
 kernels MKL picks for an Intel CPU of the same instruction sets (benchmarks/bench_mkl.py;
-README "MKL on AMD CPUs"). The vendor test is one
+docs/benchmarks.md#mkl-on-amd-cpus). The vendor test is one
 function that libtorch_cpu.so exports, `mkl_serv_intel_cpu_true`; a tiny library that defines
 it first (mnog/mkl_intel.c, loaded with LD_PRELOAD) makes MKL choose by instruction set alone.
 The products stay correct (tests/test_mkl.py checks them against float64) but round
@@ -111,7 +111,7 @@ def reexec() -> None:
         why = ("it did not load" if tried
                else f"{ENV}={os.environ[ENV]} is no file" if os.environ.get(ENV)
                else "no C compiler (cc) to build mnog/mkl_intel.c")
-        print(f"note: MKL runs its slow kernels on this AMD CPU ({why}); see README 'MKL on AMD CPUs'",
+        print(f"note: MKL runs its slow kernels on this AMD CPU ({why}); see docs/benchmarks.md#mkl-on-amd-cpus",
               file=sys.stderr)
         os.environ[TRIED] = "noted"  # child processes stay quiet
         return

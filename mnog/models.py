@@ -1,4 +1,4 @@
-"""The paper's models (SPEC §5, §6) and re-initialization for Retrain."""
+"""The paper's models (docs/protocol.md#colored-copies-and-models) and re-initialization for Retrain."""
 from __future__ import annotations
 
 import torch
@@ -9,7 +9,7 @@ from mnog.ensemble import Ensemble
 
 
 def mlp(width: int = 300, hidden_layers: int = 2, inputs: int = 1, outputs: int = 1) -> nn.Sequential:
-    """Data Poisoning's MLP: 1 → 300 → 300 → 1 with SiLU (SPEC §5; 91,201 parameters).
+    """Data Poisoning's MLP: 1 → 300 → 300 → 1 with SiLU (docs/protocol.md#data-poisoning; 91,201 parameters).
 
     An nn.Sequential of Linear layers and activations, so MinNorm-OG's projection takes
     the fast "linear" path (mnog.projection)."""
@@ -21,12 +21,12 @@ def mlp(width: int = 300, hidden_layers: int = 2, inputs: int = 1, outputs: int 
 
 
 class ColorResNet(nn.Module):
-    """A torchvision ResNet trunk with one linear head per task (SPEC §6).
+    """A torchvision ResNet trunk with one linear head per task (docs/protocol.md#colored-copies-and-models).
 
     depth 18: a 3×3 stride-1 first convolution and no max-pool (32×32 inputs), as the
     authors replace them after construction; `width` scales every layer's channels
     (64 is torchvision's ResNet-18; the CPU profiles use 16). depth 50: torchvision's
-    ResNet-50 unchanged, optionally from its ImageNet weights (`imagenet=True`, SPEC §7).
+    ResNet-50 unchanged, optionally from its ImageNet weights (`imagenet=True`, docs/protocol.md#label-erasure).
     heads=(10, 3) gives (content class, color) logits; a single head's logits come back
     as a tensor, several heads' as a tuple."""
 
@@ -40,7 +40,7 @@ class ColorResNet(nn.Module):
         self.config = {"depth": depth, "heads": tuple(heads), "width": width, "imagenet": imagenet}
         if depth == 18:
             if imagenet:
-                raise ValueError("only ColorResNet-50 starts from ImageNet weights (SPEC §6)")
+                raise ValueError("only ColorResNet-50 starts from ImageNet weights")
             trunk = _ResNet18(width)
             trunk.conv1 = nn.Conv2d(3, width, kernel_size=3, stride=1, padding=1, bias=False)
             trunk.maxpool = nn.Identity()
@@ -60,7 +60,8 @@ class ColorResNet(nn.Module):
 
     def reset_parameters(self) -> None:
         """A freshly constructed model's random parameters (Retrain), as the authors' code:
-        ColorResNet-50 too starts from random weights, not from ImageNet's (SPEC §11.3)."""
+        ColorResNet-50 too starts from random weights, not from ImageNet's
+        (docs/authors-code.md#retrain-starts-from-random-weights)."""
         fresh = ColorResNet(**{**self.config, "imagenet": False}).to(next(self.parameters()).device)
         self.load_state_dict(fresh.state_dict())
 

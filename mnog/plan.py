@@ -120,7 +120,7 @@ class Cost:
 
 def method_steps(job, steps_per_epoch: int) -> tuple[tuple[str, float], ...]:
     """A job's steps by what they cost: a MinNorm-OG step projects in the epochs t < T − T_GD
-    with t mod T_proj = 0 (SPEC §2) and otherwise costs a GD step."""
+    with t mod T_proj = 0 (docs/protocol.md#minnorm-og) and otherwise costs a GD step."""
     if job.method != "MinNorm-OG":
         return ((job.method, job.epochs * steps_per_epoch),)
     c = job.config

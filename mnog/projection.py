@@ -1,4 +1,4 @@
-"""MinNorm-OG's projection step: θ ← θ − s·P_{G⊥}(θ) = θ + s·(P_G(θ) − θ)   (SPEC §2, Alg. 1).
+"""MinNorm-OG's projection step: θ ← θ − s·P_{G⊥}(θ) = θ + s·(P_G(θ) − θ) (docs/protocol.md#minnorm-og).
 
 G = [g_1 … g_k] holds the gradients, w.r.t. the trainable parameters θ, of k scalar
 outputs on a retain subsample (one per sample and head: the regression output, or the
@@ -90,7 +90,7 @@ def project_out(model: nn.Module, inputs: Tensor, task: Task, strength: float, *
                 untracked: bool = False) -> Tensor:
     """In place: θ ← θ + s·(P_G(θ) − θ), G from the outputs on `inputs` (the subsample B'_r).
 
-    precision="float64" computes G from a float64 copy of θ and the inputs (SPEC §11: on a
+    precision="float64" computes G from a float64 copy of θ and the inputs (docs/authors-code.md: on a
     trained MLP, G is so ill-conditioned that float32 rounding moves P_G(θ)). `untracked`
     writes θ through `.data`, invisible to autograd, so that a graph recorded before the
     projection still back-propagates (with the new weights): the authors' stale gradient.
@@ -134,7 +134,7 @@ def span_projection(model: nn.Module, inputs: Tensor, task: Task, *, path: Path 
     base = model.base if isinstance(model, Ensemble) else model
     if inputs.shape[1 if isinstance(model, Ensemble) else 0] == 0:
         # G has no columns (a class-balanced subsample of a batch with more classes than
-        # n_pert, SPEC §2's formula): P_G(θ) = 0, so the step only scales θ by 1 − s.
+        # n_pert, the paper's formula): P_G(θ) = 0, so the step only scales θ by 1 − s.
         params = trainable_parameters(model)
         return ({n: torch.zeros_like(p) for n, p in params.items()}, torch.zeros((), dtype=torch.long),
                 torch.ones((), dtype=torch.bool))

@@ -86,8 +86,8 @@ FIELD_RETAIN = 2000   # retain samples the field's metrics score by default (mno
 class ImageSweepConfig(MethodOptions):
     """The options the image experiments' sweeps share (Table 2, Label Erasure); each adds its
     own (where their jobs run is mnog.executors.ExecutorConfig, parsed beside). The protocol
-    options default to the authors' code (SPEC §11; README "Differences from the authors'
-    code"), the other reading one flag away."""
+    options default to the authors' code (docs/authors-code.md), the other reading one flag
+    away."""
     trials: int = field(5, "trials (a new D_f, initial model, ground-truth model and D'_r each)", minimum=1)
     per_class: int = field(0, "training images per class (0: all)", minimum=0)
     test_per_class: int = field(0, "test images per class for the metrics (0: all)", minimum=0)
@@ -110,10 +110,10 @@ class ImageSweepConfig(MethodOptions):
                                            "change)", choices=("float32", "bfloat16"))
     grids: str = field("paper", "search grids: paper (the paper's tables) or released (the authors' configs, where "
                                 "they differ)", choices=("paper", "released"))
-    salun_mask_loss: str = field("batch_sum", "SalUn's mask gradient: batch_sum (authors) or mean (SPEC §3)",
+    salun_mask_loss: str = field("batch_sum", "SalUn's mask gradient: batch_sum (authors) or mean (the paper)",
                                  choices=("batch_sum", "mean"))
     salun_unmasked: str = field("decay", "SalUn's entries outside the mask: decay (AdamW's weight decay still "
-                                         "shrinks them: authors) or fixed (SPEC §3)", choices=("decay", "fixed"))
+                                         "shrinks them: authors) or fixed (the paper)", choices=("decay", "fixed"))
 
     def method_options(self) -> dict[str, dict]:
         return {**super().method_options(),
@@ -155,7 +155,7 @@ RELEASED_GRIDS = json.loads((ROOT / "paper_tables" / "released_grids.json").read
 def search_grid(experiment: str, setting: str, paper: dict, grids: str) -> tuple[dict, str]:
     """The grid of one setting (a Label Erasure figure, a Table 2 row) and where it comes from:
     the paper's table, or with grids="released" the authors' released config where one exists
-    (SPEC §11.7; paper_tables/released_grids.json)."""
+    (docs/authors-code.md#released-grids; paper_tables/released_grids.json)."""
     if grids not in ("paper", "released"):
         raise ValueError(f"grids must be 'paper' or 'released', got {grids!r}")
     released = RELEASED_GRIDS[experiment].get(setting)
@@ -193,7 +193,7 @@ def diverged_metrics(names: Sequence[str]) -> dict[str, float]:
 
 def retain_seed(trial: int) -> int:
     """The seed of a trial's D'_r: a function of the trial alone, so that every method and
-    configuration of a trial sees the same retain subset (SPEC §4, §11.2)."""
+    configuration of a trial sees the same retain subset (docs/authors-code.md#one-retain-subset-per-trial)."""
     return int(stable_hash({"retain_subset": trial}), 16) % 2**63
 
 
@@ -316,7 +316,8 @@ def _record(job: Job, trial: int, outcome: Outcome, batch: int, setting: dict) -
 # ---------------------------------------------------------------------------------------
 
 def central_range(values: np.ndarray) -> tuple[float, float]:
-    """The range left after discarding the ⌊n/4⌋ best and ⌊n/4⌋ worst values (SPEC §5)."""
+    """The range left after discarding the ⌊n/4⌋ best and ⌊n/4⌋ worst values
+    (docs/protocol.md#data-poisoning)."""
     ordered = np.sort(values)
     k = len(ordered) // 4
     return float(ordered[k]), float(ordered[len(ordered) - 1 - k])
@@ -377,7 +378,7 @@ def select_best(summary: pd.DataFrame, n: int, by: str = "median", higher_is_bet
 
 def pareto_front(accuracy: np.ndarray, error: np.ndarray) -> np.ndarray:
     """Indices of the points no other point dominates (accuracy ≥ and error ≤, one of them
-    strictly), ordered by increasing error: a method's trade-off curve (SPEC §7)."""
+    strictly), ordered by increasing error: a method's trade-off curve (docs/protocol.md#label-erasure)."""
     accuracy, error = np.asarray(accuracy, float), np.asarray(error, float)
     a, e = accuracy[:, None], error[:, None]
     dominated_by = (accuracy >= a) & (error <= e) & ((accuracy > a) | (error < e))   # [i, j]: j dominates i

@@ -37,7 +37,7 @@ class Task:
 
     Regression outputs have shape (..., N, F) and targets the same shape; classification
     outputs are logits (..., N, C) with integer targets (..., N). With several heads the
-    per-head losses are summed (SPEC §3).
+    per-head losses are summed (docs/protocol.md#baselines).
     """
 
     name: str
@@ -110,7 +110,7 @@ class Task:
         """The scalar outputs whose gradients MinNorm-OG keeps: shape (..., N, heads).
 
         Regression: the model's single output. Classification: the maximum logit
-        z_θ(x)_j with j = argmax, which `max` differentiates as a constant index (SPEC §2).
+        z_θ(x)_j with j = argmax, which `max` differentiates as a constant index (docs/protocol.md#minnorm-og).
         """
         heads = as_heads(outputs)
         if self.is_classifier:
@@ -127,7 +127,7 @@ def _cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
 
 
 def kl_to_teacher(student: Outputs, teacher: Outputs) -> Tensor:
-    """KL(π_θ* ‖ π_θ) per sample, summed over heads: shape (..., N)  (SCRUB, SPEC §3)."""
+    """KL(π_θ* ‖ π_θ) per sample, summed over heads: shape (..., N)  (SCRUB, docs/protocol.md#baselines)."""
     return sum(
         F.kl_div(s.log_softmax(-1), t.log_softmax(-1), log_target=True, reduction="none").sum(-1)
         for s, t in zip(as_heads(student), as_heads(teacher))

@@ -55,7 +55,7 @@ def train_full_batch(model: nn.Module, inputs: Tensor, targets: Tensor, task: Ta
 
 
 # ---------------------------------------------------------------------------------------
-# Image classifiers (SPEC §7, §8)
+# Image classifiers (docs/protocol.md#label-erasure and #representation-collapse)
 # ---------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class SGDConfig:
 @dataclass(frozen=True)
 class Phase:
     """`epochs` epochs over `data`; `head_weights` scales each head's loss (e.g. (1, 0): the
-    class loss only, as Tiny ImageNet's first 10 epochs); `augment` as in SPEC §7."""
+    class loss only, as Tiny ImageNet's first 10 epochs); `augment` as in docs/protocol.md#label-erasure."""
     data: ColoredImages
     epochs: int
     head_weights: tuple[float, ...] | None = None
@@ -147,14 +147,15 @@ def train_cached(path: Path, model: nn.Module, phases: list[Phase], sgd: SGDConf
 
 def label_erasure_recipe(dataset: str, data: ColoredImages, epochs: int = 100,
                          ground_truth: bool = False) -> tuple[SGDConfig, list[Phase]]:
-    """SPEC §7's training of Label Erasure's initial (or ground-truth) model on `data`.
+    """Label Erasure's training of its initial (or ground-truth) model on `data` (docs/protocol.md#label-erasure).
 
     CIFAR-10 (ColorResNet-18): SGD lr 3e-2, momentum 0.9, weight decay 5e-4, batch 256,
     lr × 0.1 at epoch 50, loss = class CE + color CE. Tiny ImageNet (ColorResNet-50 from
     ImageNet weights): RandomResizedCrop(64, scale 0.7-1.0) + flip, SGD lr 0.1, momentum
     0.9, weight decay 1e-4, batch 512, lr × 0.3 every 25 epochs; the initial model's loss is
     the class loss alone for the first 10 epochs, then class + color; the ground-truth
-    model's is class + color from epoch 0 (SPEC §11.4, the authors' code)."""
+    model's is class + color from epoch 0 (the authors' code:
+    docs/authors-code.md#tiny-imagenets-ground-truth-model)."""
     if dataset == "cifar10":
         return (SGDConfig(lr=3e-2, weight_decay=5e-4, step_size=epochs // 2, gamma=0.1, batch_size=256),
                 [Phase(data, epochs)])
@@ -163,7 +164,7 @@ def label_erasure_recipe(dataset: str, data: ColoredImages, epochs: int = 100,
         if ground_truth:
             return sgd, [Phase(data, epochs, augment=True)]
         return sgd, [Phase(data, 10, head_weights=(1.0, 0.0), augment=True), Phase(data, epochs - 10, augment=True)]
-    raise ValueError(f"SPEC §7 trains on cifar10 or tiny_imagenet, not {dataset!r}")
+    raise ValueError(f"Label Erasure trains on cifar10 or tiny_imagenet, not {dataset!r}")
 
 
 PRECISIONS = ("float32", "bfloat16")
@@ -177,7 +178,7 @@ def train_classifier(model: nn.Module, phases: list[Phase], sgd: SGDConfig, *, s
 
     Loss per batch: mean over samples of weight_i · Σ_h head_weight_h · CE_h. Batches are
     drawn by a seeded permutation of GPU-resident uint8 images and rendered on the fly.
-    precision="float32" trains in float32, as the authors' code (SPEC §11.5; on a GPU
+    precision="float32" trains in float32, as the authors' code (docs/authors-code.md#training-precision; on a GPU
     PyTorch's default TF32 convolutions, as theirs); "bfloat16" runs the forward and backward
     in bf16 autocast (on any device). On CUDA the model runs channels-last, and `compile`
     runs it through torch.compile. `deterministic` makes CUDA reproduce
@@ -280,9 +281,10 @@ def random_resized_crop_flip(images: Tensor, generator: torch.Generator, scale=(
 def crop_boxes(n: int, height: int, width: int, generator: torch.Generator, scale=(0.7, 1.0),
                ratio=(3 / 4, 4 / 3), attempts: int = 10) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(top, left, box height, box width) of n crops, in whole pixels, drawn as torchvision's
-    RandomResizedCrop.get_params draws one (SPEC §11.6): up to `attempts` tries of an area
-    fraction in `scale` and a log-uniform aspect ratio, the first box that fits inside the
-    image kept at a uniform integer offset; when none fits, the central-crop fallback."""
+    RandomResizedCrop.get_params draws one (docs/authors-code.md#tiny-imagenets-augmentation): up to
+    `attempts` tries of an area fraction in `scale` and a log-uniform aspect ratio, the first box
+    that fits inside the image kept at a uniform integer offset; when none fits, the central-crop
+    fallback."""
     device = generator.device
     uniform = lambda lo, hi, *shape: lo + (hi - lo) * torch.rand(*shape, generator=generator, device=device)  # noqa: E731
     area = height * width * uniform(*scale, attempts, n)

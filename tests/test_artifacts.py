@@ -167,7 +167,7 @@ def test_label_erasure_smoke_plots_frontiers_and_table3_times_every_method(tmp_p
     assert ((0 <= points["mean_quality"]) & (points["mean_quality"] <= 1) & (points["mean_error"] >= 0)).all()
     assert "frontier is closest to (1, 0)" in proc.stdout and (out / "claims.md").exists()
     stored = [json.loads(line) for line in (tmp_path / "label_erasure" / "records.jsonl").read_text().splitlines()]
-    # The authors' protocol, recorded in every record (SPEC §11): BatchNorm sees both batches,
+    # The authors' protocol, recorded in every record (docs/authors-code.md): BatchNorm sees both batches,
     # float32 training, the authors' SalUn; our MinNorm-OG order.
     assert all((r["setting"]["bn_stats"], r["setting"]["precision"]) == ("both", "float32") for r in stored)
     assert all((r["config"]["mask_loss"], r["config"]["unmasked"]) == ("batch_sum", "decay")

@@ -1,4 +1,4 @@
-"""The Dockerfile and requirements.lock, checked without Docker (no daemon on the development and CI
+"""The Dockerfile and requirements.lock, checked without Docker (no daemon on the CI
 machines): hadolint, digest-pinned bases, a lock that covers pyproject.toml, and the Dockerfile's own
 install and entry commands run outside the container."""
 import json

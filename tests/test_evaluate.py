@@ -261,6 +261,6 @@ def test_bad_input_gives_one_clear_error(sets, change, error, message):
 
 
 def test_importing_mnog_does_not_import_scikit_learn():
-    # 0.75 s per process on the 2-core development CPU, paid by every worker and script otherwise.
+    # 0.75 s per process on a 2-core Intel Xeon, paid by every worker and script otherwise.
     code = "import sys, mnog; assert 'sklearn' not in sys.modules, 'sklearn imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parent.parent)

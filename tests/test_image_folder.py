@@ -1,7 +1,9 @@
 """Image folders (torchvision's ImageFolder layout) as a data set: from a folder, a .tar.gz or a
 .zip, decoded once and cached; every malformed layout named in one error; and a real slice of
-CIFAR-10 (../shared/data/cifar10-jpeg.tar.gz, where it exists)."""
+CIFAR-10 as JPEGs, where a copy is present (MNOG_TEST_CIFAR_JPEG, else
+shared/data/cifar10-jpeg.tar.gz beside the checkout)."""
 import io
+import os
 import shutil
 import tarfile
 import zipfile
@@ -15,7 +17,8 @@ from PIL import Image
 from mnog import datasets
 from mnog.datasets import ImageFolderError, dataset_id, load_image_data, load_image_folder
 
-SHARED_CIFAR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+CIFAR_JPEG = Path(os.environ.get("MNOG_TEST_CIFAR_JPEG")
+                  or Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "cifar10-jpeg.tar.gz")
 
 
 def make_folder(root: Path, classes=("cat", "ant"), per_split=(3, 2), size=(6, 5), gray_one=True) -> Path:
@@ -142,14 +145,13 @@ def test_a_bad_folder_dataset_on_the_command_line_is_one_line(capsys, tmp_path):
     assert len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.skipif(not SHARED_CIFAR.is_file(), reason=f"{SHARED_CIFAR} is not here (it sits beside the checkout "
-                                                        "on the development and CI machines)")
+@pytest.mark.skipif(not CIFAR_JPEG.is_file(), reason=f"{CIFAR_JPEG} is not here (set MNOG_TEST_CIFAR_JPEG)")
 def test_a_real_slice_of_cifar10_as_jpegs(tmp_path):
-    """200 images of ../shared/data/cifar10-jpeg.tar.gz (10 train and 10 test per class),
+    """200 images of the JPEG copy of CIFAR-10 (10 train and 10 test per class),
     re-packed as an archive of the same layout, load as PIL decodes them."""
     slice_ = tmp_path / "cifar10-slice.tar.gz"
     kept = {}
-    with tarfile.open(SHARED_CIFAR) as source, tarfile.open(slice_, "w:gz") as target:
+    with tarfile.open(CIFAR_JPEG) as source, tarfile.open(slice_, "w:gz") as target:
         counts = {}
         for member in source:
             parts = member.name.split("/")

@@ -197,7 +197,7 @@ def test_erasure_metrics_match_their_definition():
 
 
 def test_bf16_scoring_keeps_modes_and_nearly_every_prediction():
-    """Evaluation in bf16 autocast (issue 14): the metrics come out in float32 and close to
+    """Evaluation in bf16 autocast: the metrics come out in float32 and close to
     float32 evaluation's; the model's train/eval mode is restored; a bad precision is one line."""
     torch.manual_seed(0)
     net = ColorResNet(18, heads=(10, 3), width=8).train()
@@ -225,7 +225,7 @@ def test_pareto_front_keeps_the_non_dominated_points_by_error():
 
 
 def test_an_empty_class_balanced_subsample_only_scales_theta(two_head_data_like):
-    # More classes in the batch than n_pert: n_pert // classes = 0 (SPEC §2's formula, as
+    # More classes in the batch than n_pert: n_pert // classes = 0 (the paper's formula, as
     # on Tiny ImageNet), so G is empty and the projection step is θ ← (1 − s)·θ.
     x, labels = two_head_data_like
     net = ColorResNet(18, heads=(20, 3), width=4).eval()

@@ -1,4 +1,4 @@
-"""SPEC §4's batch protocol and the ensemble equivalence."""
+"""The batch protocol (docs/protocol.md#the-unlearning-loop) and the ensemble equivalence."""
 import copy
 
 import torch

@@ -1,4 +1,4 @@
-"""Each method's step against its SPEC §3 objective, on cases checkable by hand."""
+"""Each method's step against its objective (docs/protocol.md#baselines), on cases checkable by hand."""
 import copy
 import math
 

@@ -1,5 +1,5 @@
-"""The authors' image protocol (SPEC §11) and the options for the other readings, and the
-projection defects found in review (issue 10)."""
+"""The authors' image protocol (docs/authors-code.md) and the options for the other readings, and the
+projection defects found in review."""
 import copy
 from collections import OrderedDict
 
@@ -47,7 +47,7 @@ def least_squares_projection(model, inputs, task):
     return g.T @ torch.linalg.lstsq(g.T, theta.unsqueeze(1)).solution.squeeze(1)
 
 
-# -- §11.2: D'_r per trial --------------------------------------------------------------------
+# -- D'_r per trial --------------------------------------------------------------------
 
 def test_every_method_and_configuration_of_a_trial_sees_the_same_retain_subset(vector_data):
     jobs = [Job.of("GD", 2, {"eta": 1e-3}), Job.of("GD", 2, {"eta": 1e-4}),
@@ -81,7 +81,7 @@ def test_the_retain_seed_alone_draws_the_retain_subset(vector_data):
     assert full.retain_indices is None
 
 
-# -- §11.1: BatchNorm sees both batches ---------------------------------------------------------
+# -- BatchNorm sees both batches ---------------------------------------------------------
 
 def running_mean_after(model, *batches):
     """BatchNorm's running mean after train-mode forwards of `batches` in order."""
@@ -130,7 +130,7 @@ def test_models_without_batchnorm_skip_the_extra_forward(vector_data):
         runner("GD", mlp(width=8, inputs=5), MSE, eta=1e-3, bn_stats="all")
 
 
-# -- §11.3, §11.4, §11.5, §11.6: models and training ---------------------------------------------
+# -- models and training ---------------------------------------------
 
 def test_retrain_starts_colorresnet50_from_random_weights(monkeypatch):
     constant = {k: torch.full_like(v, 0.5) if v.is_floating_point() else v
@@ -201,7 +201,7 @@ def test_the_crop_is_torchvisions_resized_crop_of_that_box():
         torch.testing.assert_close(out[k][:, 1:-1, 1:-1], expected[:, 1:-1, 1:-1], atol=1e-5, rtol=0)
 
 
-# -- §11.7: grids -------------------------------------------------------------------------------
+# -- grids -------------------------------------------------------------------------------
 
 def test_released_grids_replace_the_papers_where_the_authors_released_one():
     paper = {"eta": [5e-4, 1e-4, 1e-5, 1e-6], "t_gd": [2, 3]}
@@ -214,7 +214,7 @@ def test_released_grids_replace_the_papers_where_the_authors_released_one():
         search_grid("label_erasure", "7", paper, "authors")
 
 
-# -- SPEC §2: the authors' stale gradient; float64 G ----------------------------------------------
+# -- MinNorm-OG: the authors' stale gradient; float64 G --------------------------------------------
 
 def test_minnorm_og_authors_order_backpropagates_the_graph_recorded_before_the_projection(vector_data):
     retain, forget = batches(vector_data)
@@ -266,7 +266,7 @@ def test_float64_output_gradients_equal_a_float64_model(wrap, vector_data):
     assert single[name].dtype == torch.float32
 
 
-# -- defects (issue 10, item 8) ----------------------------------------------------------------
+# -- projection defects ----------------------------------------------------------------
 
 def test_qr_solver_keeps_only_the_independent_rows_of_g():
     x6 = torch.randn(6, 5, generator=torch.Generator().manual_seed(0))
@@ -319,7 +319,7 @@ def test_a_named_sequential_is_a_linear_chain(vector_data):
                  gamma_reg=0.9, t_gd=0, t_proj=1, n_pert=50)
 
 
-# -- §11.9: SalUn -----------------------------------------------------------------------------
+# -- SalUn -----------------------------------------------------------------------------
 
 def test_salun_batch_sum_mask_sums_batch_mean_losses_over_shuffled_batches(two_head_data):
     retain, forget = batches(two_head_data)                          # 8 forget samples in batches of 3: 3, 3, 2

@@ -1,4 +1,5 @@
-"""The README's examples run as written: the new experiment (as a script of its own, at the
+"""The documentation's examples run as written (README.md and docs/, each marked
+`<!-- tested: NAME -->`): the quick start, the new experiment (as a script of its own, at the
 smoke profile), the new method (through mnog.unlearn) and the evaluation (mnog.evaluate)."""
 import re
 import subprocess
@@ -9,10 +10,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def example(name: str) -> str:
-    readme = (ROOT / "README.md").read_text()
-    found = re.search(rf"<!-- tested: {name} -->\n```python\n(.*?)```", readme, re.S)
-    assert found, f"README.md has no example marked {name}"
-    return found.group(1)
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    found = [m.group(1) for page in pages
+             for m in re.finditer(rf"<!-- tested: {name} -->\n```python\n(.*?)```", page.read_text(), re.S)]
+    assert len(found) == 1, f"README.md and docs/ hold {len(found)} examples marked {name}"
+    return found[0]
+
+
+def test_the_quick_start_of_the_readme_runs():
+    exec(compile(example("quickstart"), "README.md", "exec"), {})
 
 
 def test_the_new_experiment_of_the_readme_runs_and_stores_its_records(tmp_path):

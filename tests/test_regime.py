@@ -1,4 +1,4 @@
-"""The `cpu` profiles keep the paper's regime (issue 13), and the tools that check it: the
+"""The `cpu` profiles keep the paper's regime, and the tools that check it: the
 grid thinning rule, train-set fit, step-by-step callbacks and MinNorm-OG's projection trace."""
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 #   1. Table 5 at the paper profile on the GPU, trials 11-20 (an independent replicate of
 #      the CPU run's trials 1-10) and trials 1-10 (the CPU run's own trials), concurrently;
 #   2. benchmarks/bench_projection.py on the GPU (ColorResNet-18 rows included).
-# Usage: OUT=/some/folder bash benchmarks/gpu_session.sh   (OUT receives the reports)
+# Usage: OUT=/some/folder bash benchmarks/gpu_table5.sh   (OUT receives the reports)
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/mnog-out}; mkdir -p "$OUT"

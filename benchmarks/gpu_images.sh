@@ -4,7 +4,7 @@
 # of every method at width 64, ResNet-18 throughput under torch.compile, then the calibration
 # of `make plan` at the paper profile (every recipe of every target, measured in full) and the
 # paper profile's plan from it.
-# Usage: OUT=/some/folder bash benchmarks/gpu_session_images.sh
+# Usage: OUT=/some/folder bash benchmarks/gpu_images.sh
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 MNOG_RESULTS=/tmp/mnog-results
 OUT=${OUT:-/tmp/mnog-out}; mkdir -p "$OUT"
