@@ -17,7 +17,8 @@ committed reference runs in reference/<target>/<profile>/:
 
 `reference` copies the small summaries a target wrote to results/<target>/<profile>/ (every
 .csv, .json and .md file: comparison.csv, claims.json, config.json, run.json, the table or the
-figure's CSV) into reference/<target>/<profile>/, never records, caches, models or images; then
+figure's CSV) into reference/<target>/<profile>/, never records, caches, models or images, and
+names a folder data set by its file name (`folder:PATH/cifar10-jpeg.tar.gz`); then
 `python -m artifact.docs` renders its rows. The machine, date and commit of the run are in its
 config.json and run.json.
 """
@@ -38,6 +39,7 @@ from mnog.targets import BY_NAME, REFERENCE, ROOT, TARGETS, claims_markdown, tar
 BLOCK = re.compile(r"(<!-- generated: (?P<spec>[^>]+?) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
 SUMMARIES = (".csv", ".json", ".md")   # what a reference run keeps
 LARGEST = 512 * 1024                   # bytes: a summary larger than this is not a summary
+FOLDER = re.compile(r"folder:(/[^\s\"',]*/)?([^/\s\"',]+)")
 
 
 def documents(root: Path = ROOT) -> list[Path]:
@@ -93,7 +95,9 @@ def copy_reference(results: Path, profile: str, targets: list[str], reference: P
         shutil.rmtree(destination, ignore_errors=True)
         destination.mkdir(parents=True)
         for f in files:
-            copied.append(Path(shutil.copy2(f, destination / f.name)))
+            # A folder data set by its file name (as records name it), not by this machine's path.
+            (destination / f.name).write_text(FOLDER.sub(r"folder:PATH/\2", f.read_text()))
+            copied.append(destination / f.name)
     return copied
 
 

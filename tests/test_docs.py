@@ -197,3 +197,17 @@ def test_the_project_speaks_only_of_itself():
     names = [n for n in subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
              if re.search(words, n, re.I)]
     assert not (found or spec or shared or names), found + spec + shared + "\n".join(names)
+
+
+def test_a_reference_run_keeps_the_summaries_only_and_no_local_paths(tmp_path):
+    run = tmp_path / "results" / "figure6" / "cpu"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text('{"config": {"dataset": "folder:/home/me/data/cifar10-jpeg.tar.gz"}}')
+    for name in ("figure6.csv", "claims.json", "claims.md", "run.json", "figure6.png", "fits.npz", ".done"):
+        (run / name).write_text("x")
+    copied = docs.copy_reference(tmp_path / "results", "cpu", ["figure6"], tmp_path / "reference")
+    assert sorted(p.name for p in copied) == ["claims.json", "claims.md", "config.json", "figure6.csv", "run.json"]
+    assert (tmp_path / "reference" / "figure6" / "cpu" / "config.json").read_text() == (
+        '{"config": {"dataset": "folder:PATH/cifar10-jpeg.tar.gz"}}')
+    with pytest.raises(docs.UserError, match="run `make table2 PROFILE=cpu` first"):
+        docs.copy_reference(tmp_path / "results", "cpu", ["table2"], tmp_path / "reference")
