@@ -250,6 +250,8 @@ def times(names: tuple[str, ...], profile: str, root: Path = REFERENCE) -> str:
     found = [r for t in names if (r := reference(t, profile, root))]
     if len(found) == 1 and len(names) == 1:
         return found[0].timed()
+    if len({(r.device, r.date) for r in found}) == 1:   # one machine and day: named once
+        return ", ".join(f"`{r.target}` {duration(r.wall_s)}" for r in found) + f" on {found[0].device}, {found[0].date}"
     return "; ".join(f"`{r.target}` {r.timed()}" for r in found) or "not in reference"
 
 
