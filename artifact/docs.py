@@ -55,7 +55,8 @@ def render(spec: str, reference: Path = REFERENCE, page: Path = ROOT / "README.m
     if name == "targets" and not args:
         return targets_markdown(reference)
     if name == "verdict" and len(args) == 1:
-        return f"`make check` on the reference runs at `{args[0]}`: {verdict([load(t, args[0], reference) for t in TARGETS])}."
+        outcomes = [load(t, args[0], reference) for t in TARGETS]
+        return f"`make check` on the reference runs at `{args[0]}`: {verdict(outcomes)}."
     if name == "report" and len(args) == 2 and args[0] in BY_NAME:
         outcome = load(BY_NAME[args[0]], args[1], reference)
         if not outcome.ran:

@@ -251,7 +251,8 @@ def times(names: tuple[str, ...], profile: str, root: Path = REFERENCE) -> str:
     if len(found) == 1 and len(names) == 1:
         return found[0].timed()
     if len({(r.device, r.date) for r in found}) == 1:   # one machine and day: named once
-        return ", ".join(f"`{r.target}` {duration(r.wall_s)}" for r in found) + f" on {found[0].device}, {found[0].date}"
+        each = ", ".join(f"`{r.target}` {duration(r.wall_s)}" for r in found)
+        return f"{each} on {found[0].device}, {found[0].date}"
     return "; ".join(f"`{r.target}` {r.timed()}" for r in found) or "not in reference"
 
 
@@ -277,15 +278,19 @@ def claims_markdown(root: Path = REFERENCE) -> str:
 
 
 def targets_markdown(root: Path = REFERENCE) -> str:
-    """Every target with what it needs and the reference runs' wall time at each profile."""
+    """Every target with what it needs and the reference runs' wall time at each profile (`smoke` only
+    where a reference run of it is stored)."""
     def at(t: Target, profile: str) -> str:
-        r = reference(t.name, profile, root)
-        if r:
+        if r := reference(t.name, profile, root):
             return r.timed()
-        return "GPU; never run" if profile == "paper" and t.gpu else "not in reference"
-    return _table(["target", "paper", "what", "`paper` needs", "`smoke`", "`cpu`", "`paper`"],
-                  [[f"`make {t.name}`", t.paper, t.summary, "GPU" if t.gpu else "a CPU", at(t, "smoke"), at(t, "cpu"),
-                    at(t, "paper")] for t in TARGETS])
+        if profile == "paper":
+            return "GPU; never run" if t.gpu else "as `cpu`: the same protocol"
+        return "not in reference"
+    profiles = [p for p in ("smoke", "cpu", "paper")
+                if p != "smoke" or any(reference(t.name, p, root) for t in TARGETS)]
+    return _table(["target", "paper", "what", "`paper` needs", *(f"`{p}`" for p in profiles)],
+                  [[f"`make {t.name}`", t.paper, t.summary, "a GPU" if t.gpu else "a CPU",
+                    *(at(t, p) for p in profiles)] for t in TARGETS])
 
 
 def help_line(t: Target, root: Path = REFERENCE) -> str:
