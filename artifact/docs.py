@@ -24,6 +24,7 @@ config.json and run.json.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -96,8 +97,13 @@ def copy_reference(results: Path, profile: str, targets: list[str], reference: P
         shutil.rmtree(destination, ignore_errors=True)
         destination.mkdir(parents=True)
         for f in files:
-            # A folder data set by its file name (as records name it), not by this machine's path.
-            (destination / f.name).write_text(FOLDER.sub(r"folder:PATH/\2", f.read_text()))
+            # A folder data set by its file name (as records name it), and the interpreter by its
+            # name, not by this machine's paths.
+            text = FOLDER.sub(r"folder:PATH/\2", f.read_text())
+            if f.name == "run.json":
+                run = json.loads(text)
+                text = json.dumps({**run, "command": ["python", *run.get("command", [])[1:]]}, indent=2) + "\n"
+            (destination / f.name).write_text(text)
             copied.append(destination / f.name)
     return copied
 

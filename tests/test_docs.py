@@ -6,6 +6,7 @@ import contextlib
 import importlib
 import importlib.util
 import io
+import json
 import re
 import subprocess
 from functools import cache
@@ -203,11 +204,14 @@ def test_a_reference_run_keeps_the_summaries_only_and_no_local_paths(tmp_path):
     run = tmp_path / "results" / "figure6" / "cpu"
     run.mkdir(parents=True)
     (run / "config.json").write_text('{"config": {"dataset": "folder:/home/me/data/cifar10-jpeg.tar.gz"}}')
-    for name in ("figure6.csv", "claims.json", "claims.md", "run.json", "figure6.png", "fits.npz", ".done"):
+    for name in ("figure6.csv", "claims.json", "claims.md", "figure6.png", "fits.npz", ".done"):
         (run / name).write_text("x")
+    (run / "run.json").write_text('{"command": ["/home/me/mnog/.venv/bin/python", "-m", "artifact.x"], "wall_s": 3}')
     copied = docs.copy_reference(tmp_path / "results", "cpu", ["figure6"], tmp_path / "reference")
     assert sorted(p.name for p in copied) == ["claims.json", "claims.md", "config.json", "figure6.csv", "run.json"]
     assert (tmp_path / "reference" / "figure6" / "cpu" / "config.json").read_text() == (
         '{"config": {"dataset": "folder:PATH/cifar10-jpeg.tar.gz"}}')
+    run = json.loads((tmp_path / "reference" / "figure6" / "cpu" / "run.json").read_text())
+    assert run == {"command": ["python", "-m", "artifact.x"], "wall_s": 3}
     with pytest.raises(docs.UserError, match="run `make table2 PROFILE=cpu` first"):
         docs.copy_reference(tmp_path / "results", "cpu", ["table2"], tmp_path / "reference")
