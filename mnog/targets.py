@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -218,6 +218,13 @@ def _figures(names: list[str]) -> str:
     return ", ".join(labels)
 
 
+def _total(refs: list[Reference]) -> Reference:
+    """The checks of several reference runs, counted together."""
+    return replace(refs[0], cells=sum(r.cells for r in refs), cells_passed=sum(r.cells_passed for r in refs),
+                   deviations=sum(r.deviations for r in refs), claims=sum(r.claims for r in refs),
+                   claims_held=sum(r.claims_held for r in refs))
+
+
 def status(claim: PaperClaim, root: Path = REFERENCE) -> str:
     """Where the claim stands in the reference runs, profile by profile."""
     parts = []
@@ -227,8 +234,8 @@ def status(claim: PaperClaim, root: Path = REFERENCE) -> str:
         if not found:
             continue
         where = f"`{profile}`" + (f" ({_figures([r.target for r in found])})" if len(claim.targets) > 1 else "")
-        counts = ", ".join(r.counts() for r in found if r.counts()) or "plotted; no stored check (compare by eye)"
         checked = [r for r in found if r.counts()]
+        counts = _total(checked).counts() if checked else "plotted; no stored check (compare by eye)"
         if not checked:
             parts.append(f"{where}: {counts}")
         elif all(r.enforced for r in checked):
