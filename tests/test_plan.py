@@ -107,11 +107,10 @@ def test_two_workers_per_device_store_the_records_of_one(tmp_path, serial_record
     assert test_executors.stable(records) == serial_records and len(records) == 24
 
 
-def test_workers_per_gpu_pins_n_workers_to_every_gpu():
+def test_workers_per_gpu_pins_n_workers_to_every_gpu(tmp_path):
     with executors.Local(gpus=["0", "1"], per_device=2) as executor:
-        seen = {pid: device for _, (pid, device, _), _ in
-                executor.map_unordered(test_executors.worker_identity, [()] * 12)}
-    assert executor.workers == 4 and sorted(seen.values()) == ["0", "0", "1", "1"]
+        seen = test_executors.identities(executor, tmp_path)
+    assert executor.workers == 4 and sorted(device for device, _ in seen.values()) == ["0", "0", "1", "1"]
     assert "2 per GPU" in executor.describe()
 
 
