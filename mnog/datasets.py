@@ -272,6 +272,8 @@ def _extract(archive: Path, root: Path, folder: str) -> Path:
     if target.is_dir():
         return target
     staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{folder}.", suffix=".extracting"))
+    print(f"extracting {archive.name} into {target} (once; a minute or so for a large archive) ...", file=sys.stderr,
+          flush=True)
     try:
         if archive.suffix == ".zip":
             with zipfile.ZipFile(archive) as zip_file:

@@ -116,7 +116,8 @@ def writing(path: Path, verb: str = "write"):
         elif exc.errno in (errno.EEXIST, errno.ENOTDIR):
             reason = "a file stands where a folder of this path belongs (move it away)"
         else:
-            reason = f"{exc.strerror or exc}{' (MNOG_RESULTS moves the results folder)' if _under_results(path) else ''}"
+            hint = " (MNOG_RESULTS moves the results folder)" if _under_results(path) else ""
+            reason = f"{exc.strerror or exc}{hint}"
         raise ResultsFolderError(f"cannot {verb} {path}: {reason}") from None
 
 

@@ -2,6 +2,7 @@
 import fcntl
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -82,6 +83,35 @@ def test_rerunning_table5_recomputes_nothing(smoke):
     proc = run("table5_data_poisoning", results)
     assert (results / "table5" / "records.jsonl").read_text() == before
     assert "jobs to run" not in proc.stdout and "poisoned models θ*:" not in proc.stderr   # no job, no training
+
+
+def test_a_record_edited_by_hand_fails_check_and_shows_in_the_report(smoke, tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(smoke[0], results)
+    best = pd.read_csv(results / "table5" / "smoke" / "table5.csv")
+    row = best[(best["method"] == "MinNorm-OG") & (best["epochs"] == 10)].iloc[0]
+    store = results / "table5" / "records.jsonl"
+    edited = []
+    for record in map(json.loads, store.read_text().splitlines()):
+        if (record["method"], record["epochs"], json.dumps(record["config"], sort_keys=True)) == (
+                "MinNorm-OG", 10, row["config"]):
+            record["metrics"]["sup_error"] = 0.01                       # better than anything: still selected
+        edited.append(json.dumps(record))
+    store.write_text("\n".join(edited) + "\n")
+    proc = subprocess.run(command("table5_data_poisoning", "--enforce"), cwd=ROOT, env=env(results),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1 and "jobs to run" not in proc.stdout, proc.stderr[-3000:]   # no job ran again
+    claim = "the records of the selected configurations are what their re-run gives"
+    stored = json.loads((results / "table5" / "smoke" / "claims.json").read_text())
+    [failed] = [c for c in stored if c["claim"] == claim]
+    assert not failed["holds"] and "MinNorm-OG at T = 10, trial 1: stored 0.01, re-run" in failed["detail"]
+    report = [sys.executable, "-m", "artifact.report"]
+    check = subprocess.run([*report, "check", "--profile", "smoke", "--results", str(results)], cwd=ROOT,
+                           capture_output=True, text=True, timeout=300)
+    assert check.returncode == 1 and f"FAIL  table5: claim does not hold: {claim} (MinNorm-OG at T = 10" in check.stdout
+    written = subprocess.run([*report, "write", "--profile", "smoke", "--results", str(results)], cwd=ROOT,
+                             capture_output=True, text=True, timeout=300)
+    assert written.returncode == 0 and claim in (results / "REPORT.md").read_text()
 
 
 def test_figure1_smoke_plots_every_method_from_the_same_results(smoke):

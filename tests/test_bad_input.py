@@ -327,8 +327,8 @@ def test_a_bad_checksums_table_stops_make_data_and_verify_with_one_line(table, t
         path.write_text("md5  zz  file.tar.gz  https://example.org/file.tar.gz\n")
     elif table == "a folder":
         path.mkdir()
-    message = {"missing": f"cannot read the checksums table {path}: No such file", "malformed": "'zz' is not a md5 digest",
-               "a folder": f"the checksums table {path} is a folder"}[table]
+    message = {"missing": f"cannot read the checksums table {path}: No such file",
+               "malformed": "'zz' is not a md5 digest", "a folder": f"the checksums table {path} is a folder"}[table]
     for command in ("verify", "fetch"):
         status = cli(lambda: mnog.download.main([command, "--checksums", str(path), "--data", str(tmp_path / "data")]))
         line = one_error_line(capsys.readouterr().err)
