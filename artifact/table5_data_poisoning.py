@@ -42,8 +42,8 @@ import torch
 import mnog
 from mnog.compare import PAPER_TABLES, compare, load_paper_table, publish
 from mnog.config import field, parse_config
-from mnog.errors import UserError
 from mnog.datasets import SinePoisoning
+from mnog.errors import UserError
 from mnog.experiment import Experiment, Prepared, Trial, job_seed, prepared, script_main, sweep
 from mnog.methods import paper_methods
 from mnog.metrics import sup_error

@@ -242,30 +242,33 @@ class Calibration:
 
 # -- measuring a recipe ----------------------------------------------------------------------------
 
-# What measuring costs, to say so before it starts (`expected_seconds`): seconds per image
-# through one training step of ColorResNet-18 at width 64 on 32×32 inputs, per epoch of an
-# MLP ensemble member, and per timed run (a model copied and set up), fitted to the times of
-# `measure` on the 2-core AMD EPYC (the slower of the CPUs measured: benchmarks/calibration/).
+# What measuring costs, to say so before it starts (`expected_seconds`), fitted to the times of
+# `measure` on the 2-core AMD EPYC (the slower of the CPUs in benchmarks/calibration/): seconds per
+# image through one step of ColorResNet-18 at width 64 on 32×32 inputs, per perturbation sample
+# of a MinNorm-OG step of that model (its per-sample gradients), per epoch of one MLP of an
+# ensemble, and per timed run (a model copied and set up).
 IMAGE_STEP_S = 0.004
+PERTURBATION_S = 0.1
 MLP_EPOCH_S = 0.0002
 RUN_S = 0.05
 
 
 def expected_seconds(recipe: Recipe, quick: bool = True) -> float:
-    """About how long `measure(recipe, quick)` takes on 2 CPU cores: the images (mlp: epochs)
-    it runs, at the rates above (a GPU, or more cores, take less)."""
-    variants = len(recipe.variants)
-    if recipe.model == "mlp":
+    """About how long `measure(recipe, quick)` takes on 2 CPU cores: the steps it times, each
+    at the rates above (a GPU, or more cores, take less)."""
+    timed = 3 if quick else 4                 # steps of each variant: runs of 1 and 1 + extra epochs
+    n_pert = [dict(hp).get("n_pert", 0) if method == "MinNorm-OG" else 0 for _, method, hp in recipe.variants]
+    runs = len(recipe.variants) * 2 * RUN_S
+    if recipe.model == "mlp":                 # epochs: training, then runs of 1 and 2 × `steps` of each variant
         steps = 10 if quick else 50
-        epochs = 20 + (200 if quick else 2000) + variants * steps * (1 + 2)
-        return recipe.members * epochs * MLP_EPOCH_S + variants * 2 * RUN_S
-    cap = 64 if quick and recipe.device == "cpu" else None
-    train, batch = min(recipe.train_batch, cap or recipe.train_batch), min(recipe.batch, cap or recipe.batch)
-    extra = 1 if quick else 2
-    scored = 500 * (2 if quick else 4) / 3                      # eval-mode forwards: about a third of a step
-    images = train * (1 + (1 if quick else 3)) + 3 * batch * (1 + variants * (2 + extra)) + scored
+        epochs = 20 + (200 if quick else 2000) + sum(3 * steps * (1 + k / 10) for k in n_pert)
+        return recipe.members * epochs * MLP_EPOCH_S + runs
     scale = (recipe.width / 64) ** 2 * (recipe.size / 32) ** 2 * (2.5 if recipe.model == "resnet50" else 1)
-    return images * scale * IMAGE_STEP_S + variants * 2 * RUN_S
+    cap = 64 if quick and recipe.device == "cpu" else None      # as measure: a CPU's quick batches
+    train, batch = min(recipe.train_batch, cap or recipe.train_batch), min(recipe.batch, cap or recipe.batch)
+    scored = 500 * (2 if quick else 4) / 3                      # eval-mode forwards: about a third of a step
+    images = train * (1 + (1 if quick else 3)) + 3 * batch * (1 + timed * len(n_pert)) + scored
+    return (images * IMAGE_STEP_S + timed * sum(n_pert) * PERTURBATION_S) * scale + runs
 
 
 def _sync(device: torch.device) -> None:
