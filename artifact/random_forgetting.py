@@ -158,14 +158,18 @@ class RandomForgetting(Experiment):
                              palette=None, norm=CIFAR_NORM).to(dev)
         return Prepared(trials, classes, test=(test.inputs(), test.targets()))
 
-    def cache_path(self, seed: int, name: str, epochs: int):
-        """results/cache/forgetting-<hash>.pt: a trial's θ* ("initial") or GT model."""
+    def model_spec(self, seed: int, name: str, epochs: int) -> dict:
+        """What determines a trial's θ* ("initial") or GT model (its cache file's name hashes it,
+        and the file stores it)."""
         cfg = self.cfg
-        spec = {"dataset": dataset_id(cfg.dataset), "per_class": cfg.per_class, "width": cfg.width,
+        return {"dataset": dataset_id(cfg.dataset), "per_class": cfg.per_class, "width": cfg.width,
                 "p_forget": cfg.p_forget, "lr": cfg.lr, "lr_step": cfg.lr_step, "batch": cfg.batch_size,
                 "augment": cfg.augment, "seed": seed, "precision": cfg.precision, "mnog": mnog.__version__,
                 "model": name, "epochs": epochs}
-        return RESULTS / "cache" / f"forgetting-{stable_hash(spec)}.pt"
+
+    def cache_path(self, seed: int, name: str, epochs: int):
+        """results/cache/forgetting-<hash>.pt: a trial's θ* ("initial") or GT model."""
+        return RESULTS / "cache" / f"forgetting-{stable_hash(self.model_spec(seed, name, epochs))}.pt"
 
     def _models(self, retain: ColoredImages, forget: ColoredImages, seed: int, classes: int):
         cfg = self.cfg
@@ -175,8 +179,10 @@ class RandomForgetting(Experiment):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 model = ColorResNet(18, heads=(classes,), width=cfg.width).to(retain.images.device)
-            models[name] = train_cached(self.cache_path(seed, name, epochs), model, [Phase(data, epochs, augment=cfg.augment)], sgd, seed=seed,
-                                        desc=f"trial {seed}: {name} model", precision=cfg.precision)
+            models[name] = train_cached(self.cache_path(seed, name, epochs), model,
+                                        [Phase(data, epochs, augment=cfg.augment)], sgd, seed=seed,
+                                        desc=f"trial {seed}: {name} model", precision=cfg.precision,
+                                        spec=self.model_spec(seed, name, epochs))
         return models["initial"], models["gt"]
 
     def score(self, model, prepared: Prepared, trial: Trial) -> dict[str, float]:

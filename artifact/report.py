@@ -46,11 +46,11 @@ import pandas as pd
 from tabulate import tabulate
 
 from mnog.config import PROFILES, OneLineParser, auto_profile
-from mnog.errors import cli
+from mnog.errors import UserError, cli
 from mnog.compare import (FIELD_NOTE, cell, describe, deviation_note, field_cell, field_columns, field_header, fmt,
                           profile_note, stats)
 from mnog.targets import TARGETS, Target, duration, reference
-from mnog.results import RESULTS, device_name, now, provenance, write_json, write_text
+from mnog.results import RESULTS, ResultsFolderError, device_name, now, provenance, write_json, write_text
 
 BY_NAME = {t.name: t for t in TARGETS}
 
@@ -108,7 +108,8 @@ def load(target: Target, profile: str, results: Path = RESULTS) -> Outcome:
     out = Outcome(target, profile, folder)
     out.ran = (folder / f"{target.name}.csv").is_file()
     if (folder / "run.json").is_file():
-        out.run = json.loads((folder / "run.json").read_text())
+        out.run = read_stored(folder / "run.json", _run_json, "a run record: a JSON object with target, exit_status, "
+                              "wall_s and finished", target.name)
         # Results written after the recorded run (the script run by hand since) make its status stale.
         finished = datetime.fromisoformat(out.run["finished"]).timestamp()
         if out.ran and (folder / f"{target.name}.csv").stat().st_mtime > finished + 2:
@@ -116,15 +117,69 @@ def load(target: Target, profile: str, results: Path = RESULTS) -> Outcome:
     if not out.ran:
         return out
     if (folder / "config.json").is_file():
-        out.config = json.loads((folder / "config.json").read_text())
+        out.config = read_stored(folder / "config.json", _config_json, "a run's configuration: a JSON object with "
+                                 "profile, config and provenance", target.name)
     out.enforced = bool(out.config.get("config", {}).get("enforce", True))
     if (folder / "comparison.csv").is_file():
-        cells = pd.read_csv(folder / "comparison.csv")
-        if "ok" not in cells.columns:  # written before the `ok` column existed
-            cells["ok"] = cells["pass"] | (cells["expected"] == "deviation")
-        out.cells = cells.astype({"pass": bool, "ok": bool})
+        out.cells = read_stored(folder / "comparison.csv", _comparison_csv, "the comparison with the paper: a CSV "
+                                "with one row per cell and columns check, pass, expected", target.name)
     out.claims = load_claims(folder)
     return out
+
+
+class StoredResultError(UserError, ValueError):
+    """A file of results/ that is not what its script writes (edited, truncated, replaced)."""
+
+
+def read_stored(path: Path, parse, what: str, target: str):
+    """`parse(path)` of a file that `make target` stored, which should hold `what`. A file that
+    does not parse (`parse` raises OSError, ValueError, KeyError or TypeError: not JSON, not a
+    CSV, a missing field or column) is a StoredResultError naming it and what to do, in one line."""
+    try:
+        return parse(path)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise StoredResultError(f"{path}: expected {what} ({type(exc).__name__}: {reason}); `make {target}` writes "
+                                "it again (or delete it)") from None
+
+
+def _json_object(path: Path) -> dict:
+    value = json.loads(path.read_text())
+    if not isinstance(value, dict):
+        raise TypeError(f"found a JSON {type(value).__name__}")
+    return value
+
+
+def _run_json(path: Path) -> dict:
+    run = _json_object(path)
+    datetime.fromisoformat(run["finished"])
+    int(run["exit_status"]), float(run["wall_s"])
+    return run
+
+
+def _config_json(path: Path) -> dict:
+    config = _json_object(path)
+    if not all(isinstance(config.get(part, {}), dict) for part in ("config", "provenance")):
+        raise TypeError("its config or provenance is not a JSON object")
+    return config
+
+
+def _comparison_csv(path: Path) -> pd.DataFrame:
+    cells = pd.read_csv(path)
+    names = stats(cells)
+    missing = [c for c in ("check", "pass", "expected", f"{names[0]}_paper", *names) if c not in cells.columns]
+    if missing:
+        raise KeyError(f"no column {', '.join(missing)}")
+    if "ok" not in cells.columns:  # written before the `ok` column existed
+        cells["ok"] = cells["pass"] | (cells["expected"] == "deviation")
+    return cells.astype({"pass": bool, "ok": bool})
+
+
+def _claims_json(path: Path) -> list[Claim]:
+    entries = json.loads(path.read_text())
+    if not isinstance(entries, list):
+        raise TypeError(f"found a JSON {type(entries).__name__}")
+    return [Claim(str(e["claim"]), bool(e["holds"]), str(e.get("detail", ""))) for e in entries]
 
 
 def load_claims(folder: Path) -> list[Claim]:
@@ -132,10 +187,7 @@ def load_claims(folder: Path) -> list[Claim]:
     path = folder / "claims.json"
     if not path.is_file():
         return []
-    try:
-        return [Claim(str(e["claim"]), bool(e["holds"]), str(e.get("detail", ""))) for e in json.loads(path.read_text())]
-    except (TypeError, KeyError) as error:
-        raise ValueError(f"{path}: expected a list of {{\"claim\", \"holds\", \"detail\"}} objects ({error})") from None
+    return read_stored(path, _claims_json, 'a list of {"claim", "holds", "detail"} objects', folder.parent.name)
 
 
 def _keys(cells: pd.DataFrame) -> list[str]:
@@ -241,7 +293,7 @@ def target_blocks(o: Outcome) -> list:
 
 
 def runtime_blocks(o: Outcome) -> list:
-    table = pd.read_csv(o.folder / f"{o.target.name}.csv")
+    table = read_stored(o.folder / f"{o.target.name}.csv", pd.read_csv, "the target's table (a CSV)", o.target.name)
     target = o.config.get("config", {}).get("target")
     rows = [[r["method"], f"{r['ours_seconds']:.3f}", f"{r['ours_ratio_to_gd']:.2f}", f"{r['authors_seconds']:.3f}",
              f"{r['authors_ratio_to_gd']:.2f}", fmt(r.get("paper_seconds")), fmt(r.get("paper_ratio_to_gd"))]
@@ -255,7 +307,7 @@ def runtime_blocks(o: Outcome) -> list:
 
 def erasure_blocks(o: Outcome) -> list:
     """Per setting and method, the frontier point closest to (1, 0), and the GT model's point."""
-    points = pd.read_csv(o.folder / f"{o.target.name}.csv")
+    points = read_stored(o.folder / f"{o.target.name}.csv", pd.read_csv, "the target's table (a CSV)", o.target.name)
     front = points[points["frontier"].astype(bool)]
     best = front.loc[front.groupby(["figure", "method"])["distance"].idxmin()].sort_values(["figure", "distance"])
     extra = field_columns(points.columns)            # the field's metrics, where the records hold them
@@ -278,7 +330,7 @@ def erasure_blocks(o: Outcome) -> list:
 def field_blocks(o: Outcome) -> list:
     """A benchmark scored by the field's metrics alone (random forgetting): each method at its
     selected configuration, the GT (Retrain) model, and published numbers where stored."""
-    table = pd.read_csv(o.folder / f"{o.target.name}.csv")
+    table = read_stored(o.folder / f"{o.target.name}.csv", pd.read_csv, "the target's table (a CSV)", o.target.name)
     extra = field_columns(table.columns)
     rows = [[r["method"], *(field_cell(r[c]) for c in extra), r["config"]] for _, r in table.iterrows()]
     return [Para(o.config.get("selection", "") + " " + FIELD_NOTE),
@@ -483,10 +535,15 @@ def run(target: str, args: list[str], results: Path = RESULTS) -> int:
     command = [sys.executable, *BY_NAME[target].command, *args]
     started, start = now(), time.perf_counter()
     status = subprocess.call(command, env={**os.environ, "PROFILE": profile})
-    write_json(results / target / profile / "run.json",
-               {"target": target, "profile": profile, "command": command, "exit_status": status,
-                "wall_s": round(time.perf_counter() - start, 3), "started": started, "finished": now(),
-                "provenance": provenance()})
+    try:
+        write_json(results / target / profile / "run.json",
+                   {"target": target, "profile": profile, "command": command, "exit_status": status,
+                    "wall_s": round(time.perf_counter() - start, 3), "started": started, "finished": now(),
+                    "provenance": provenance()})
+    except ResultsFolderError:
+        if status:           # the script failed, and has said why (an unwritable results folder, one line)
+            return status
+        raise
     return status
 
 

@@ -175,15 +175,19 @@ class RepresentationCollapse(Experiment):
                              norm=CIFAR_NORM).to(dev)                # in their class's color, as D_r
         return Prepared(trials, data.test_images.to(dev), test=(test.inputs(), test.targets()))
 
-    def cache_path(self, seed: int):
-        """results/cache/collapse-<hash>.pt: the stem of a trial's two cached models (-initial, -gt)."""
+    def model_spec(self, seed: int) -> dict:
+        """What determines a trial's two models (the cache files' names hash it; each file stores
+        it with its model's name)."""
         cfg = self.cfg
-        spec = {"dataset": dataset_id(cfg.dataset), "per_class": cfg.per_class, "width": cfg.width,
+        return {"dataset": dataset_id(cfg.dataset), "per_class": cfg.per_class, "width": cfg.width,
                 "p_forget": cfg.p_forget,
                 "warm": cfg.warm_epochs, "initial": cfg.initial_epochs, "gt": cfg.gt_epochs, "lr": cfg.lr,
                 "lr_step": cfg.lr_step, "batch": cfg.batch_size, "seed": seed, "precision": cfg.precision,
                 "mnog": mnog.__version__}
-        return RESULTS / "cache" / f"collapse-{stable_hash(spec)}.pt"
+
+    def cache_path(self, seed: int):
+        """results/cache/collapse-<hash>.pt: the stem of a trial's two cached models (-initial, -gt)."""
+        return RESULTS / "cache" / f"collapse-{stable_hash(self.model_spec(seed))}.pt"
 
     def _models(self, retain: ColoredImages, forget: ColoredImages, seed: int):
         """θ* (a gray warm start, then the weighted D_r ∪ D_f, one SGD schedule) and GT (D_r, unweighted)."""
@@ -198,7 +202,8 @@ class RepresentationCollapse(Experiment):
                 torch.manual_seed(seed)
                 model = ColorResNet(18, heads=(len(PALETTE),), width=cfg.width).to(retain.images.device)
             models[name] = train_cached(path.with_name(f"{path.stem}-{name}.pt"), model, phases, sgd, seed=seed,
-                                        desc=f"trial {seed}: {name} model", precision=cfg.precision)
+                                        desc=f"trial {seed}: {name} model", precision=cfg.precision,
+                                        spec={**self.model_spec(seed), "model": name})
         return models["initial"], models["gt"]
 
     def color_accuracy(self, model, prepared: Prepared) -> float:

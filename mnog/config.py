@@ -153,6 +153,8 @@ def check_device(value: str, flag: str = "--device") -> None:
         raise ValueError(f"{flag} {value}: no CUDA device is visible on this machine")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise ValueError(f"{flag} {value}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "cpu" and device.index not in (None, 0):
+        raise ValueError(f"{flag} {value}: torch has one CPU device, cpu (or cpu:0), which uses every core")
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"{flag} {value}: mnog runs on cpu or cuda devices")
 

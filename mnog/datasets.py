@@ -13,7 +13,9 @@ import io
 import math
 import os
 import pickle
+import re
 import shutil
+import sys
 import tarfile
 import tempfile
 import zipfile
@@ -271,6 +273,8 @@ def _extract(archive: Path, root: Path, folder: str) -> Path:
     if target.is_dir():
         return target
     staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{folder}.", suffix=".extracting"))
+    print(f"extracting {archive.name} into {target} (once; a minute or so for a large archive) ...", file=sys.stderr,
+          flush=True)
     try:
         if archive.suffix == ".zip":
             with zipfile.ZipFile(archive) as zip_file:
@@ -322,7 +326,7 @@ def load_image_folder(source: Path | str, cache_root: Path | str | None = None) 
     stored = load_cached(cache)
     if stored is not None:
         return ImageData(**stored)
-    files = _archive_members(source) if source.is_file() else _folder_members(source)
+    files = _layout(source, _archive_members(source) if source.is_file() else _folder_members(source))
     data = _decode_image_folder(source, files)
     save_atomic(vars(data), cache)
     return data
@@ -330,12 +334,13 @@ def load_image_folder(source: Path | str, cache_root: Path | str | None = None) 
 
 def _content_hash(source: Path) -> str:
     """An archive's SHA-256, or a folder's file names, sizes and modification times, hashed
-    (once per process for an unchanged archive)."""
+    (once per process for an unchanged archive); hidden files, which are not read, do not count."""
     if source.is_file():
         stat = source.stat()
         return _file_hash(str(source.resolve()), stat.st_size, stat.st_mtime_ns)
     digest = hashlib.sha256()
-    for path in sorted(p for p in source.rglob("*") if p.is_file()):
+    for path in sorted(p for p in source.rglob("*") if p.is_file()
+                       and _hidden_part(p.relative_to(source).as_posix()) is None):
         stat = path.stat()
         digest.update(f"{path.relative_to(source)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
@@ -351,11 +356,9 @@ def _file_hash(path: str, size: int, mtime_ns: int) -> str:
 
 
 def _folder_members(root: Path) -> dict[str, Callable[[], bytes]]:
-    """{"train/<class>/<file>": a reader of its bytes} under the folder holding the splits."""
-    prefix, _ = _split_root(root, [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()])
-    base = root / prefix
-    # Folders too (as "train/<class>/"), so that an empty class is seen, and named.
-    return {p.relative_to(base).as_posix() + ("/" if p.is_dir() else ""): p.read_bytes for p in base.rglob("*")}
+    """{"<path under root>": a reader of its bytes} of every file and folder (a folder's name
+    ends with "/", so that an empty class is seen, and named)."""
+    return {p.relative_to(root).as_posix() + ("/" if p.is_dir() else ""): p.read_bytes for p in root.rglob("*")}
 
 
 def _archive_members(archive: Path) -> dict[str, Callable[[], bytes]]:
@@ -372,13 +375,34 @@ def _archive_members(archive: Path) -> dict[str, Callable[[], bytes]]:
         members = {m.name + ("/" if m.isdir() else ""): m for m in handle.getmembers() if m.isfile() or m.isdir()}
         names = list(members)
         read = lambda name: lambda: handle.extractfile(members[name]).read()  # noqa: E731
-    prefix, names = _split_root(archive, names)
-    return {name[len(prefix):]: read(name) for name in names if name.startswith(prefix)}
+    return {name: read(name) for name in names}
 
 
-def _split_root(source: Path, names: list[str]) -> tuple[str, list[str]]:
-    """The prefix under which train/ and test/ lie ("" or "<folder>/"), and the names."""
-    names = [n.lstrip("./") for n in names]
+def _layout(source: Path, members: dict[str, Callable[[], bytes]]) -> dict[str, Callable[[], bytes]]:
+    """The members under the folder that holds train/ and test/, named from there ("train/<class>/
+    <file>"). Hidden files and folders (a name starting with ".": .ipynb_checkpoints/, .DS_Store,
+    macOS's ._<file>) are skipped, as `ls` skips them, and counted in one line on stderr."""
+    cleaned = {re.sub(r"^(\./|/)+", "", name): reader for name, reader in members.items()}    # "./train/..." (tar)
+    hidden = {h for h in map(_hidden_part, cleaned) if h is not None}
+    if hidden:
+        shown = ", ".join(sorted(hidden)[:3]) + (", ..." if len(hidden) > 3 else "")
+        print(f"{source}: skipped {len(hidden)} hidden file(s) and folder(s) (names starting with '.', as ls does): "
+              f"{shown}", file=sys.stderr)
+    visible = {name: reader for name, reader in cleaned.items() if name and _hidden_part(name) is None}
+    prefix = _split_root(source, list(visible))
+    return {name[len(prefix):]: reader for name, reader in visible.items() if name.startswith(prefix)}
+
+
+def _hidden_part(name: str) -> str | None:
+    """The path up to a member's first hidden part ("train/.ipynb_checkpoints" of
+    "train/.ipynb_checkpoints/x.png"), or None when no part of its name starts with "."."""
+    parts = name.rstrip("/").split("/")
+    hidden = next((i for i, part in enumerate(parts) if part.startswith(".")), None)
+    return None if hidden is None else "/".join(parts[:hidden + 1])
+
+
+def _split_root(source: Path, names: list[str]) -> str:
+    """The prefix under which train/ and test/ lie: "" or "<folder>/"."""
     for prefix in ("", *sorted({n.split("/", 1)[0] + "/" for n in names if "/" in n})):
         found = {n[len(prefix):].split("/", 1)[0] for n in names if n.startswith(prefix) and n.count("/") >= 2}
         if "train" in found or "test" in found:
@@ -386,7 +410,7 @@ def _split_root(source: Path, names: list[str]) -> tuple[str, list[str]]:
             if missing:
                 raise ImageFolderError(f"{source}: no {missing[0]}/ split beside {prefix}{'test' if missing[0] == 'train' else 'train'}/ "
                                        f"(an image folder holds train/<class>/* and test/<class>/*)")
-            return prefix, names
+            return prefix
     raise ImageFolderError(f"{source}: no train/<class>/ and test/<class>/ folders (the ImageFolder layout)")
 
 

@@ -65,24 +65,37 @@ class Resource:
         return found == self.digest
 
 
+class ChecksumsTableError(UserError, ValueError):
+    """A checksums table that cannot be read, or holds a malformed line."""
+
+
 def load_checksums(path: Path | str | None = None) -> dict[str, list[Resource]]:
     """The checksums table, file name -> its accepted copies (default: repository-root checksums.txt)."""
     path = CHECKSUMS if path is None else Path(path)
+    try:
+        text = path.read_text()
+    except IsADirectoryError:
+        raise ChecksumsTableError(f"the checksums table {path} is a folder; give a file of lines '<algorithm>  "
+                                  "<hex digest>  <file name>  <url>' (as checksums.txt)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ChecksumsTableError(f"cannot read the checksums table {path}: "
+                                  f"{getattr(exc, 'strerror', None) or exc}") from None
     table: dict[str, list[Resource]] = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         fields = line.split()
         if len(fields) != 4:
-            raise ValueError(f"{path}:{number}: expected '<algorithm>  <hex digest>  <file name>  <url>', "
-                             f"got {line!r}")
+            raise ChecksumsTableError(f"{path}:{number}: expected '<algorithm>  <hex digest>  <file name>  <url>', "
+                                      f"got {line!r}")
         algorithm, digest, filename, url = fields
         if algorithm not in ALGORITHMS:
-            raise ValueError(f"{path}:{number}: unknown algorithm {algorithm!r}; known: {sorted(ALGORITHMS)}")
+            raise ChecksumsTableError(f"{path}:{number}: unknown algorithm {algorithm!r}; known: "
+                                      f"{sorted(ALGORITHMS)}")
         length = ALGORITHMS[algorithm][1]
         if not set(digest) <= set(string.hexdigits) or (length is not None and len(digest) != length):
-            raise ValueError(f"{path}:{number}: {digest!r} is not a {algorithm} digest")
+            raise ChecksumsTableError(f"{path}:{number}: {digest!r} is not a {algorithm} digest")
         table.setdefault(filename, []).append(Resource(filename, url, algorithm, digest.lower()))
     return table
 

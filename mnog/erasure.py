@@ -175,14 +175,18 @@ class LabelErasure(Experiment):
         """The data set whose Label Erasure recipe trains the models (substituted data: CIFAR-10's)."""
         return self.panel.paper_dataset if not self.cfg.dataset else "cifar10"
 
-    def cache_path(self, seed: int, name: str, size: int):
-        """results/cache/erasure-<hash>.pt: a trial's initial or GT model, trained on `size` images."""
+    def model_spec(self, seed: int, name: str, size: int) -> dict:
+        """What determines a trial's initial or GT model, trained on `size` images (its cache
+        file's name hashes it, and the file stores it)."""
         cfg, setting = self.cfg, self.panel
-        spec = {"dataset": dataset_id(setting.dataset), "per_class": cfg.per_class, "p_color": setting.p_color,
+        return {"dataset": dataset_id(setting.dataset), "per_class": cfg.per_class, "p_color": setting.p_color,
                 "recipe": self.training_recipe(), "epochs": self.epochs(name), "width": cfg.width, "seed": seed,
                 "model": name, "data": size, "precision": cfg.precision, "mnog": mnog.__version__,
                 **({"train_batch": cfg.train_batch} if cfg.train_batch else {})}
-        return RESULTS / "cache" / f"erasure-{stable_hash(spec)}.pt"
+
+    def cache_path(self, seed: int, name: str, size: int):
+        """results/cache/erasure-<hash>.pt: a trial's initial or GT model, trained on `size` images."""
+        return RESULTS / "cache" / f"erasure-{stable_hash(self.model_spec(seed, name, size))}.pt"
 
     def epochs(self, name: str) -> int:
         """Training epochs of the trial's "initial" or "gt" model."""
@@ -200,7 +204,8 @@ class LabelErasure(Experiment):
             sgd, phases = label_erasure_recipe(recipe, data, self.epochs(name), ground_truth=name == "gt")
             sgd = dataclasses.replace(sgd, batch_size=cfg.train_batch or sgd.batch_size)
             models[name] = train_cached(self.cache_path(seed, name, len(data)), model, phases, sgd,
-                                        seed=seed, desc=f"trial {seed}: {name} model", precision=cfg.precision)
+                                        seed=seed, desc=f"trial {seed}: {name} model", precision=cfg.precision,
+                                        spec=self.model_spec(seed, name, len(data)))
         return models["initial"], models["gt"]
 
     def score(self, model, prepared: Prepared, trial: Trial) -> dict[str, float]:

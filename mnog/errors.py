@@ -6,8 +6,11 @@ with status 2 (`cli`); any other exception is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
+import math
 import sys
 from typing import Callable
+
+import numpy as np
 
 
 class UserError(Exception):
@@ -16,6 +19,17 @@ class UserError(Exception):
 
 class NonFiniteError(FloatingPointError):
     """A model, gradient or projection holds NaN or Inf."""
+
+
+def is_integer(value) -> bool:
+    """An integer (Python's or numpy's), and not a bool, which Python counts as one."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def is_number(value) -> bool:
+    """A finite real number (an integer or a float, Python's or numpy's), and not a bool."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
+        and math.isfinite(value)
 
 
 def cli(main: Callable[[], int | None]) -> int:

@@ -62,7 +62,7 @@ from torch import Tensor, nn
 
 from mnog.batches import Batch, as_batch
 from mnog.ensemble import Ensemble
-from mnog.errors import NonFiniteError
+from mnog.errors import NonFiniteError, is_integer, is_number
 from mnog.tasks import as_heads, get_task
 
 MIA_FEATURES = ("confidence", "entropy", "m_entropy")
@@ -229,19 +229,17 @@ def _against(alone: Evaluation, reference: Evaluation) -> Evaluation:
 # ---------------------------------------------------------------- checks
 
 def _check_options(batch_size, n_bootstrap, confidence, seed, mia_feature, cv_folds) -> None:
-    def integer(x):
-        return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
-    if not integer(batch_size) or batch_size < 1:
+    if not is_integer(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if not integer(n_bootstrap) or n_bootstrap < 0:
+    if not is_integer(n_bootstrap) or n_bootstrap < 0:
         raise ValueError(f"n_bootstrap must be a non-negative integer (0: no intervals), got {n_bootstrap!r}")
-    if not isinstance(confidence, (int, float)) or not 0 < confidence < 1:
+    if not is_number(confidence) or not 0 < confidence < 1:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence!r}")
-    if not integer(seed) or seed < 0:
+    if not is_integer(seed) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if mia_feature not in MIA_FEATURES:
         raise ValueError(f"unknown mia_feature {mia_feature!r}; choose one of {list(MIA_FEATURES)}")
-    if not integer(cv_folds) or cv_folds < 2:
+    if not is_integer(cv_folds) or cv_folds < 2:
         raise ValueError(f"cv_folds must be an integer ≥ 2, got {cv_folds!r}")
 
 

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from mnog.batches import as_batch, paired_batches, retain_subset
 from mnog.ensemble import members_of
-from mnog.errors import NonFiniteError
+from mnog.errors import NonFiniteError, is_integer, is_number
 from mnog.methods import Hyperparameters, get_method
 from mnog.tasks import Task, get_task
 
@@ -66,15 +66,20 @@ def unlearn(model: nn.Module, method: str, forget, retain, loss: str | Task, epo
     config = method_cls.build_config(hyperparameters)
     if method_cls.classification_only and not task.is_classifier:
         raise ValueError(f"{method} is defined for classifiers only (loss='cross_entropy')")
-    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+    if not is_integer(epochs) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
     method_cls.check_budget(config, epochs)
     if on_nonfinite not in ("raise", "warn", "ignore"):
         raise ValueError(f"on_nonfinite must be 'raise', 'warn' or 'ignore', got {on_nonfinite!r}")
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(f"batch_size must be None (full batch) or a positive integer, got {batch_size!r}")
-    if not 0 < p_retain <= 1:
-        raise ValueError(f"p_retain must lie in (0, 1], got {p_retain}")
+    if batch_size is not None and (not is_integer(batch_size) or batch_size < 1):
+        raise ValueError(f"batch_size must be None (full batch) or a positive integer, got {batch_size!r}"
+                         f"{' (a bool, not a number)' if isinstance(batch_size, bool) else ''}")
+    if not is_number(p_retain) or not 0 < p_retain <= 1:
+        raise ValueError(f"p_retain must lie in (0, 1], got {p_retain!r}"
+                         f"{' (a bool, not a number)' if isinstance(p_retain, bool) else ''}")
+    for name, value in (("seed", seed), ("retain_seed", retain_seed)):
+        if value is not None and (not is_integer(value) or value < 0):
+            raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError(f"the model ({type(model).__name__}) has no trainable parameters to unlearn")
     members = members_of(model)

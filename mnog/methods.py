@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import typing
 import warnings
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from torch import Tensor, nn
 from mnog import projection
 from mnog.batches import Batch, random_subset
 from mnog.ensemble import Ensemble, members_of
+from mnog.errors import is_integer, is_number
 from mnog.models import reinitialize
 from mnog.tasks import Task, as_heads, batch_mean, kl_to_teacher
 
@@ -63,10 +63,9 @@ class Hyperparameters:
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
             value, kind = getattr(self, f.name), hints[f.name]
-            if kind is float and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                  or not math.isfinite(value)):
+            if kind is float and not is_number(value):
                 raise TypeError(f"{f.name} must be a finite number, got {value!r}")
-            if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+            if kind is int and not is_integer(value):
                 raise TypeError(f"{f.name} must be an integer, got {value!r}")
             if kind is str and value not in _CHOICES.get(f.name, (value,)):
                 raise ValueError(f"{f.name} must be one of {_CHOICES[f.name]}, got {value!r}")

@@ -184,16 +184,38 @@ class Calibration:
     def get(self, recipe: Recipe) -> dict | None:
         """The rates of `recipe`, measured now (quick) if no calibration has them; None when
         measuring is off."""
-        if recipe.key in self.rates:
-            return self.rates[recipe.key]
-        if not self.measure_missing:
-            return None
-        print(f"no calibration of {recipe.label()} for {device_name()}: measuring a few steps of each method ...",
-              file=self.out, flush=True)
-        self.store(recipe, measure(recipe, quick=True))
-        self.sources[recipe.key] = f"measured now (quick, {self.rates[recipe.key]['seconds']:.1f} s; saved to " \
-                                   f"{self.path.name})"
-        return self.rates[recipe.key]
+        if recipe.key not in self.rates and self.measure_missing:
+            self.measure_missing_rates([recipe])
+        return self.rates.get(recipe.key)
+
+    def measure_missing_rates(self, recipes, quick: bool = True) -> None:
+        """Measure those of `recipes` no calibration has (all of them unless `quick`: `make
+        calibrate`), saying first what and about how long it takes, then each one as it goes."""
+        recipes = list({r.key: r for r in recipes if not quick or r.key not in self.rates}.values())
+        if not recipes:
+            return
+        expected = [expected_seconds(r, quick) for r in recipes]
+        if quick:
+            committed = COMMITTED / f"{self.slug}.json"
+            print(f"no calibration of {len(recipes)} recipe(s) for {device_name()} (in "
+                  f"{committed.relative_to(ROOT) if committed.is_relative_to(ROOT) else committed} or {self.path}): "
+                  f"measuring a few steps of each method of each, about {duration(sum(expected))} in all on 2 CPU "
+                  "cores (less with more, or a GPU); `make calibrate` measures them in full", file=self.out, flush=True)
+        else:
+            print(f"measuring {len(recipes)} recipe(s) on {device_name()}, about {duration(sum(expected))} in all on "
+                  "2 CPU cores (less with more, or a GPU)", file=self.out, flush=True)
+        for number, (recipe, seconds) in enumerate(zip(recipes, expected), 1):
+            print(f"  [{number}/{len(recipes)}] {recipe.label()}: about {duration(seconds)} ...", end=" ",
+                  file=self.out, flush=True)
+            rates = measure(recipe, quick=quick)
+            self.store(recipe, rates)
+            if quick:
+                self.sources[recipe.key] = f"measured now (quick, {rates['seconds']:.1f} s; saved to {self.path.name})"
+                print(f"{rates['seconds']:.0f} s", file=self.out, flush=True)
+                continue
+            steps = ", ".join(f"{label} {s:.3g}" for label, s in rates["step_s"].items())
+            print(f"{rates['seconds']:.0f} s: training {rates['train_per_s']:.4g} {rates['units']}/s; s per step: "
+                  f"{steps}; scoring {rates['score_per_s']:.4g}/s", file=self.out, flush=True)
 
     def store(self, recipe: Recipe, rates: dict) -> None:
         self.rates[recipe.key] = rates
@@ -219,6 +241,35 @@ class Calibration:
 
 
 # -- measuring a recipe ----------------------------------------------------------------------------
+
+# What measuring costs, to say so before it starts (`expected_seconds`), fitted to the times of
+# `measure` on the 2-core AMD EPYC (the slower of the CPUs in benchmarks/calibration/): seconds per
+# image through one step of ColorResNet-18 at width 64 on 32×32 inputs, per perturbation sample
+# of a MinNorm-OG step of that model (its per-sample gradients), per epoch of one MLP of an
+# ensemble, and per timed run (a model copied and set up).
+IMAGE_STEP_S = 0.004
+PERTURBATION_S = 0.1
+MLP_EPOCH_S = 0.0002
+RUN_S = 0.05
+
+
+def expected_seconds(recipe: Recipe, quick: bool = True) -> float:
+    """About how long `measure(recipe, quick)` takes on 2 CPU cores: the steps it times, each
+    at the rates above (a GPU, or more cores, take less)."""
+    timed = 3 if quick else 4                 # steps of each variant: runs of 1 and 1 + extra epochs
+    n_pert = [dict(hp).get("n_pert", 0) if method == "MinNorm-OG" else 0 for _, method, hp in recipe.variants]
+    runs = len(recipe.variants) * 2 * RUN_S
+    if recipe.model == "mlp":                 # epochs: training, then runs of 1 and 2 × `steps` of each variant
+        steps = 10 if quick else 50
+        epochs = 20 + (200 if quick else 2000) + sum(3 * steps * (1 + k / 10) for k in n_pert)
+        return recipe.members * epochs * MLP_EPOCH_S + runs
+    scale = (recipe.width / 64) ** 2 * (recipe.size / 32) ** 2 * (2.5 if recipe.model == "resnet50" else 1)
+    cap = 64 if quick and recipe.device == "cpu" else None      # as measure: a CPU's quick batches
+    train, batch = min(recipe.train_batch, cap or recipe.train_batch), min(recipe.batch, cap or recipe.batch)
+    scored = 500 * (2 if quick else 4) / 3                      # eval-mode forwards: about a third of a step
+    images = train * (1 + (1 if quick else 3)) + 3 * batch * (1 + timed * len(n_pert)) + scored
+    return (images * IMAGE_STEP_S + timed * sum(n_pert) * PERTURBATION_S) * scale + runs
+
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -484,8 +535,11 @@ def print_script_plan(module, request, out=sys.stdout) -> int:
     """`--plan` on a script (mnog.experiment.script_main): its models, sweeps and projected time."""
     if not hasattr(module, "plan"):
         raise UserError(f"{module.__name__} declares no plan(cfg) (mnog.plan.Work): it cannot be planned")
-    planner = Planner(Calibration(out=out))
-    line = planner.plan(module.__name__.rsplit(".", 1)[-1], module.plan(request.cfg))
+    name, work = module.__name__.rsplit(".", 1)[-1], module.plan(request.cfg)
+    calibration = Calibration(out=out)
+    calibration.measure_missing_rates(recipes_of([(name, work)]).values())
+    planner = Planner(calibration)
+    line = planner.plan(name, work)
     print(f"plan of {module.__name__} at profile {request.profile} on {device_name()}", file=out)
     print(f"models: {line.models}, {line.to_train} to train: {duration(line.train_s)}", file=out)
     for desc, jobs, to_run, seconds in line.sweeps:
@@ -519,16 +573,12 @@ def _print_recipes(calibration: Calibration, recipes: dict, out) -> None:
 
 def plan_targets(names: list[str], profile: str, out=sys.stdout, measure: bool = True) -> list[Line]:
     """The plan of `names` (mnog.targets) at `profile`, in make all's order, printed as one table."""
-    from mnog.targets import BY_NAME, TARGETS
-    unknown = [n for n in names if n not in BY_NAME]
-    if unknown:
-        raise UserError(f"unknown target(s) {', '.join(unknown)}; `make help` lists them")
-    planner = Planner(Calibration(measure=measure, out=out))
-    lines = []
-    for target in [t for t in TARGETS if not names or t.name in names]:
-        module = importlib.import_module(f"artifact.{target.script}")
-        work, _ = script_work(module, [*target.args, "--profile", profile])
-        lines.append(planner.plan(target.name, work))
+    works = targets_work(names, profile)
+    calibration = Calibration(measure=measure, out=out)
+    if measure:                               # every recipe missing, said and measured first
+        calibration.measure_missing_rates(recipes_of(works).values())
+    planner = Planner(calibration)
+    lines = [planner.plan(name, work) for name, work in works]
     rows = [[l.name, l.models, l.to_train, l.jobs, l.to_run, duration(l.train_s), duration(l.jobs_s),
              duration(l.seconds), l.note] for l in lines]
     total = None if any(l.seconds is None for l in lines) else sum(l.seconds for l in lines)
@@ -543,26 +593,28 @@ def plan_targets(names: list[str], profile: str, out=sys.stdout, measure: bool =
     return lines
 
 
-def calibrate(names: list[str], profile: str, out=sys.stdout) -> Path:
-    """Measure (in full) every recipe of `names` at `profile` and write the results calibration file."""
+def targets_work(names: list[str], profile: str) -> list[tuple[str, Work]]:
+    """(target, what its script's run does) of `names` (mnog.targets; all when empty) at
+    `profile`, in make all's order."""
     from mnog.targets import BY_NAME, TARGETS
-    calibration = Calibration(measure=False, out=out)
-    recipes: dict[str, Recipe] = {}
     unknown = [n for n in names if n not in BY_NAME]
     if unknown:
         raise UserError(f"unknown target(s) {', '.join(unknown)}; `make help` lists them")
-    for target in [t for t in TARGETS if not names or t.name in names]:
-        module = importlib.import_module(f"artifact.{target.script}")
-        work, _ = script_work(module, [*target.args, "--profile", profile])
-        line = Planner(Calibration(measure=False, out=out)).plan(target.name, work)
-        recipes.update({k: r for k, r in line.recipes.items() if r is not None})
-    for key, recipe in recipes.items():
-        print(f"measuring {recipe.label()} ...", file=out, flush=True)
-        rates = measure(recipe)
-        calibration.store(recipe, rates)
-        steps = ", ".join(f"{label} {s:.3g}" for label, s in rates["step_s"].items())
-        print(f"  training {rates['train_per_s']:.4g} {rates['units']}/s; s per step: {steps}; scoring "
-              f"{rates['score_per_s']:.4g}/s ({rates['seconds']:.0f} s)", file=out, flush=True)
+    return [(t.name, script_work(importlib.import_module(f"artifact.{t.script}"), [*t.args, "--profile", profile])[0])
+            for t in TARGETS if not names or t.name in names]
+
+
+def recipes_of(works: list[tuple[str, Work]]) -> dict[str, Recipe]:
+    """Every recipe the work of `works` ((target, Work) pairs) is costed in, by key."""
+    calibration = Calibration(measure=False, out=io.StringIO())
+    return {k: r for name, work in works for k, r in Planner(calibration).plan(name, work).recipes.items()
+            if r is not None}
+
+
+def calibrate(names: list[str], profile: str, out=sys.stdout) -> Path:
+    """Measure (in full) every recipe of `names` at `profile` and write the results calibration file."""
+    calibration = Calibration(measure=False, out=out)
+    calibration.measure_missing_rates(recipes_of(targets_work(names, profile)).values(), quick=False)
     print(f"wrote {calibration.path}", file=out)
     return calibration.path
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import functools
 import hashlib
@@ -103,12 +104,44 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+@contextlib.contextmanager
+def writing(path: Path, verb: str = "write"):
+    """Run the block that writes `path`; an OSError in it (a read-only folder, a folder where a
+    file should be, a full disk) is a ResultsFolderError naming the file, in one line."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno == errno.EISDIR:
+            reason = "it is a folder, where mnog keeps a file (move it away)"
+        elif exc.errno in (errno.EEXIST, errno.ENOTDIR):
+            reason = "a file stands where a folder of this path belongs (move it away)"
+        else:
+            hint = " (MNOG_RESULTS moves the results folder)" if _under_results(path) else ""
+            reason = f"{exc.strerror or exc}{hint}"
+        raise ResultsFolderError(f"cannot {verb} {path}: {reason}") from None
+
+
+def _under_results(path: Path) -> bool:
+    return Path(os.path.abspath(path)).is_relative_to(os.path.abspath(RESULTS))
+
+
+def atomically(save, path: Path, suffix: str = "") -> None:
+    """`save(tmp)` into a temporary file beside `path`, then renamed over it: a reader never sees
+    half a file."""
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
+        try:
+            save(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+
 def write_text(path: Path, text: str) -> None:
     """Write atomically: a temporary file in the same folder, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomically(lambda tmp: tmp.write_text(text), path)
 
 
 def write_json(path: Path, obj) -> None:
@@ -117,10 +150,7 @@ def write_json(path: Path, obj) -> None:
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """numpy.savez, atomically (a temporary file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    atomically(lambda tmp: np.savez(tmp, **arrays), path, suffix=".npz")
 
 
 REQUIRED = ("key", "method", "trial")  # what every record holds; a JSON line without them is not a record
@@ -141,7 +171,7 @@ class RecordStore:
     def load(self) -> list[dict]:
         if not self.path.exists():
             return []
-        with open(self.path, "rb") as f:
+        with writing(self.path, "read"), open(self.path, "rb") as f:
             fcntl.flock(f, fcntl.LOCK_SH)                        # no append is half-way through
             data = f.read()
         records, seen = [], set()
@@ -173,10 +203,8 @@ class RecordStore:
         payload = b"".join(json.dumps(to_jsonable(r), sort_keys=True).encode() + b"\n" for r in records)
         if not payload:
             return
-        try:
+        with writing(self.path):
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise ResultsFolderError(f"cannot write {self.path}: {exc.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             _drop_torn_tail(fd)
@@ -206,8 +234,10 @@ def exclusive(path: Path, what: str):
     """Hold an exclusive lock on `path` (a lock file) for the block. If another process holds
     it, say which (its pid, host, command and start time, written into the file) and wait:
     two runs of the same work cooperate, the second reusing what the first stored."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
+    with writing(path, "lock"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(path, "a+")
+    with f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -92,7 +92,7 @@ class ImageSweepConfig(MethodOptions):
     per_class: int = field(0, "training images per class (0: all)", minimum=0)
     test_per_class: int = field(0, "test images per class for the metrics (0: all)", minimum=0)
     width: int = field(64, "channels of ColorResNet-18's first layer (64: torchvision's)", minimum=1)
-    first_seed: int = field(1, "trials use seeds first_seed, first_seed + 1, ...")
+    first_seed: int = field(1, "trials use seeds first_seed, first_seed + 1, ...", minimum=0)
     grid_values: int = field(0, "keep at most this many values per grid axis (0: all)", minimum=0)
     n_pert: int = field(0, "MinNorm-OG's n_pert (0: the grid's 50)", minimum=0)
     logit_clamp: float = field(30.0, "logits are clamped to ±this in unlearning losses (authors' code)", above=0)

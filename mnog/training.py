@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import json
 import math
 import os
 import warnings
@@ -16,16 +17,14 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from mnog.colors import ColoredImages
-from mnog.results import exclusive
+from mnog.errors import NonFiniteError
+from mnog.results import atomically, exclusive
 from mnog.tasks import Task, as_heads
 
 
 def save_atomic(obj, path: Path) -> None:
     """torch.save to a temporary file in the same folder, then rename over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    atomically(lambda tmp: torch.save(obj, tmp), path)
 
 
 def train_full_batch(model: nn.Module, inputs: Tensor, targets: Tensor, task: Task, epochs: int, lr: float, *,
@@ -33,8 +32,10 @@ def train_full_batch(model: nn.Module, inputs: Tensor, targets: Tensor, task: Ta
     """AdamW(lr, PyTorch defaults otherwise) on the full batch for `epochs` epochs, in place.
 
     With `checkpoint`, model and optimizer are saved every `every` epochs and a later call
-    resumes from the last save (the checkpoint is removed once training completes)."""
+    resumes from the last save (the checkpoint is removed once training completes). Raises
+    NonFiniteError when training diverges (checked every 1,000 epochs and at the end)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, fused=True)
+    check_every = min(every, 1000)           # epochs between checks that the loss is finite (each one syncs)
     start = 0
     state = load_cached(checkpoint, inputs.device)
     if state is not None and state["epochs"] == epochs:
@@ -45,8 +46,13 @@ def train_full_batch(model: nn.Module, inputs: Tensor, targets: Tensor, task: Ta
     for epoch in tqdm(range(start, epochs), initial=start, total=epochs, desc=desc, unit="epoch",
                       unit_scale=True, mininterval=1.0, dynamic_ncols=True):
         optimizer.zero_grad(set_to_none=True)
-        task.loss(model(inputs), targets).backward()
+        loss = task.loss(model(inputs), targets)
+        loss.backward()
         optimizer.step()
+        if ((epoch + 1) % check_every == 0 or epoch + 1 == epochs) and not (
+                torch.isfinite(loss) and all(bool(torch.isfinite(p).all()) for p in model.parameters())):
+            raise NonFiniteError(f"{desc}: training diverged, the loss or the parameters hold NaN/Inf after "
+                                 f"{epoch + 1} of {epochs} epochs at lr {lr:g}")
         if checkpoint is not None and (epoch + 1) % every == 0 and epoch + 1 < epochs:
             save_atomic({"epochs": epochs, "epoch": epoch + 1, "model": model.state_dict(),
                          "optimizer": optimizer.state_dict()}, checkpoint)
@@ -110,38 +116,73 @@ def load_only():
         _LOAD_ONLY.reset(token)
 
 
-def cached_state(path: Path, desc: str, compute: Callable[[Path], dict], device=None) -> dict:
+def cached_state(path: Path, desc: str, compute: Callable[[Path], dict], device=None, spec: dict | None = None) -> dict:
     """The state dict stored at `path`, or `compute(checkpoint)`'s, saved there atomically.
 
-    The caller names `path` by a hash of everything that determines the result; `compute`
-    may checkpoint to the path it is given and resume from it. Two processes that need the
-    same state take turns (the second loads what the first saved); a file that does not
-    load is moved aside and computed again (`load_cached`); under `load_only` a missing
-    file is an error, never a computation."""
+    The caller names `path` by a hash of everything that determines the result, `spec`; the
+    file stores `spec` too (as "spec", beside what `compute` returns), and a file whose stored
+    spec differs from `spec`, or which stores none (replaced by hand, written by an older
+    mnog), is moved aside with a warning saying how it differs, and computed again: a cache
+    never stands in for another configuration. `compute` may checkpoint to the path it is
+    given and resume from it. Two processes that need the same state take turns (the second
+    loads what the first saved); a file that does not load is moved aside and computed again
+    (`load_cached`); under `load_only` a missing or mismatched file is an error, never a
+    computation."""
+    wanted = None if spec is None else _canonical(spec)
     state = load_cached(path, device)
-    if state is not None:
+    if state is not None and _differences(state, wanted) is None:
         return state
     if _LOAD_ONLY.get():
-        raise FileNotFoundError(f"no cached {desc} at {path}: the driver trains it before the sweep, and workers on "
-                                f"other machines need the driver's results folder at the same path")
+        why = "" if state is None else f" for this configuration (the file there holds {desc} " \
+                                       f"{_differences(state, wanted)})"
+        raise FileNotFoundError(f"no cached {desc}{why} at {path}: the driver trains it before the sweep, and "
+                                f"workers on other machines need the driver's results folder at the same path")
     with exclusive(path.with_name(f".{path.name}.lock"), desc):       # a concurrent run computes it once
         state = load_cached(path, device)                             # ... and may just have
+        if state is not None and (difference := _differences(state, wanted)) is not None:
+            aside = path.with_name(f"{path.name}.mismatch-{os.getpid()}")
+            os.replace(path, aside)
+            warnings.warn(f"{path} holds {desc} {difference}; moved it to {aside.name} and computing it again",
+                          stacklevel=2)
+            state = None
         if state is None:
             state = compute(path.with_suffix(".ckpt"))
+            if wanted is not None:
+                state = {**state, "spec": wanted}
             save_atomic(state, path)
     return state
 
 
+def _canonical(spec: dict) -> dict:
+    """`spec` as a cache file stores it: JSON values (anything else by its str)."""
+    return json.loads(json.dumps(spec, default=str))
+
+
+def _differences(state, wanted: dict | None) -> str | None:
+    """How the configuration a cache file stores differs from `wanted` ("for another
+    configuration (epochs 1000, not 2000)"); None when it does not, or nothing is wanted."""
+    if wanted is None:
+        return None
+    stored = state.get("spec") if isinstance(state, dict) else None
+    if not isinstance(stored, dict):
+        return "with no record of the configuration they were computed for (written by an older mnog, or not by mnog)"
+    if stored == wanted:
+        return None
+    changed = [f"{k} {json.dumps(stored.get(k, '(none)'))}, not {json.dumps(wanted.get(k, '(none)'))}"
+               for k in sorted(set(stored) | set(wanted)) if stored.get(k) != wanted.get(k)]
+    return f"for another configuration ({'; '.join(changed)})"
+
+
 def train_cached(path: Path, model: nn.Module, phases: list[Phase], sgd: SGDConfig, *, seed: int,
-                 desc: str, **options) -> nn.Module:
+                 desc: str, spec: dict, **options) -> nn.Module:
     """`model` trained by `train_classifier`, or loaded from `path` if a finished run left it
-    there (`cached_state`). The caller names `path` by a hash of everything that determines
-    the model."""
+    there for the same configuration `spec` (`cached_state`). The caller names `path` by a hash
+    of `spec`, everything that determines the model."""
     def train(checkpoint: Path) -> dict:
         train_classifier(model, phases, sgd, seed=seed, checkpoint=checkpoint, desc=desc, **options)
-        return model.state_dict()
+        return {"model": model.state_dict()}
 
-    model.load_state_dict(cached_state(path, desc, train, next(model.parameters()).device))
+    model.load_state_dict(cached_state(path, desc, train, next(model.parameters()).device, spec=spec)["model"])
     return model
 
 

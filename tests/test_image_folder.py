@@ -99,6 +99,37 @@ def test_load_image_data_takes_folder_colon_path_and_its_id_is_the_content(tmp_p
     assert datasets.planned_sizes(f"folder:{root}") == (2, 4, 6, 6)
 
 
+@pytest.mark.parametrize("kind", ["folder", "tar.gz of ./", "zip made on macOS"])
+def test_hidden_files_and_folders_are_skipped_as_ls_skips_them_and_counted(kind, tmp_path, capsys):
+    clean = load_image_folder(make_folder(tmp_path / "clean"), cache_root=tmp_path / "cache")
+    root = make_folder(tmp_path / "pets")
+    (root / "train" / ".ipynb_checkpoints").mkdir()                        # not a class
+    (root / "train" / ".ipynb_checkpoints" / "000-checkpoint.png").write_bytes(b"a notebook's copy")
+    (root / "test" / "cat" / "._000.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")   # not an image
+    (root / ".DS_Store").write_bytes(b"Finder")
+    source = root
+    if kind == "tar.gz of ./":
+        source = tmp_path / "pets.tar.gz"
+        with tarfile.open(source, "w:gz") as tar:
+            tar.add(root, arcname=".")                                     # members ./train/..., as `tar -C pets .`
+    elif kind == "zip made on macOS":
+        source = tmp_path / "pets.zip"
+        with zipfile.ZipFile(source, "w") as z:
+            for path in sorted(p for p in root.rglob("*") if p.is_file()):
+                inside = path.relative_to(tmp_path).as_posix()
+                z.write(path, inside)
+                z.writestr(f"__MACOSX/{Path(inside).parent.as_posix()}/._{path.name}", b"AppleDouble")
+    capsys.readouterr()
+    data = load_image_folder(source, cache_root=tmp_path / "cache")
+    for a, b in [(data.train_images, clean.train_images), (data.test_images, clean.test_images),
+                 (data.train_labels, clean.train_labels), (data.test_labels, clean.test_labels)]:
+        assert torch.equal(a, b)
+    assert data.classes == clean.classes
+    skipped = [line for line in capsys.readouterr().err.splitlines() if "hidden" in line]
+    count = 3 if kind != "zip made on macOS" else 3 + 13               # and an AppleDouble file per file
+    assert len(skipped) == 1 and skipped[0].startswith(f"{source}: skipped {count} hidden file(s) and folder(s)")
+
+
 def write_png(path: Path, size=(6, 5)) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", size).save(path)

@@ -1,5 +1,6 @@
 """`make plan` and `--plan` (mnog.plan): the counts are the sweeps' own, planning runs nothing;
 several workers per device (--workers-per-gpu) store the records of one."""
+import io
 import json
 import os
 import re
@@ -76,6 +77,30 @@ def test_plan_on_a_script_takes_its_overrides_and_runs_nothing(tmp_path):
     assert "projected: " in proc.stdout and not (tmp_path / "cache").exists()
 
 
+def test_plan_without_a_calibration_says_what_it_measures_and_how_long_before_it_starts(tmp_path, monkeypatch):
+    monkeypatch.setattr(plan, "RESULTS", tmp_path)
+    monkeypatch.setattr(plan, "COMMITTED", tmp_path / "committed")              # no calibration of this device
+    out = io.StringIO()
+    lines_before = []
+
+    def measure(recipe, quick=False):                                         # what was said before measuring
+        lines_before.append(out.getvalue().splitlines())
+        labels = [label for label, _, _ in recipe.variants]
+        return {"train_per_s": 1e4, "step_s": dict.fromkeys(labels, 1e-3), "run_s": dict.fromkeys(labels, 0.0),
+                "score_per_s": 1e3, "units": "epochs", "seconds": 2.0, "quick": quick}
+
+    monkeypatch.setattr(plan, "measure", measure)
+    lines = plan.plan_targets(["table5"], "smoke", out=out)
+    said = lines_before[0]
+    assert len(lines_before) == 1 and len(said) == 2                          # one recipe, announced first
+    assert said[1].startswith("  [1/1] 4 MLPs 1-300-300-1")
+    assert said[0].startswith(f"no calibration of 1 recipe(s) for {plan.device_name()}")
+    assert re.search(r"about \d+ s in all on 2 CPU cores", said[0]) and "make calibrate" in said[0]
+    text = out.getvalue().splitlines()
+    assert re.fullmatch(r"  \[1/1\] 4 MLPs 1-300-300-1 .*: about \d+ s \.\.\. 2 s", text[1])
+    assert lines[0].seconds is not None and text[2].startswith("plan at profile smoke")
+
+
 def test_a_minnorm_job_costs_projecting_steps_and_descent_steps():
     job = Job.of("MinNorm-OG", 10, {"eta": 1e-3, "lambda_reg": 0.1, "gamma_reg": 0.9, "t_gd": 2, "t_proj": 3,
                                     "n_pert": 50})
@@ -107,11 +132,10 @@ def test_two_workers_per_device_store_the_records_of_one(tmp_path, serial_record
     assert test_executors.stable(records) == serial_records and len(records) == 24
 
 
-def test_workers_per_gpu_pins_n_workers_to_every_gpu():
+def test_workers_per_gpu_pins_n_workers_to_every_gpu(tmp_path):
     with executors.Local(gpus=["0", "1"], per_device=2) as executor:
-        seen = {pid: device for _, (pid, device, _), _ in
-                executor.map_unordered(test_executors.worker_identity, [()] * 12)}
-    assert executor.workers == 4 and sorted(seen.values()) == ["0", "0", "1", "1"]
+        seen = test_executors.identities(executor, tmp_path)
+    assert executor.workers == 4 and sorted(device for device, _ in seen.values()) == ["0", "0", "1", "1"]
     assert "2 per GPU" in executor.describe()
 
 

@@ -230,10 +230,16 @@ def test_claims_are_read_from_the_json_the_scripts_write(tmp_path):
 
 FAKE_PYTHON = """#!/bin/bash
 # Stands in for the experiments: `artifact.report run TARGET -- ...` logs TARGET and fails for the
-# targets in $FAIL; everything else (the profile, the report) runs in the real interpreter.
+# targets in $FAIL; the plan (which would measure this machine's rates: minutes on a loaded CPU,
+# tests/test_plan.py's business) prints its command; everything else (the profile, the report)
+# runs in the real interpreter.
 if [ "$1 $2 $3" = "-m artifact.report run" ]; then
     echo "$4" >> "$LOG"
     case " $FAIL " in *" $4 "*) exit 1;; esac
+    exit 0
+fi
+if [ "$1 $2" = "-m mnog.plan" ]; then
+    echo "plan: $*"
     exit 0
 fi
 exec "$REAL" "$@"
@@ -255,6 +261,7 @@ def test_make_all_skips_finished_targets_keeps_going_past_a_failure_and_ends_wit
                REAL=sys.executable)
     assert "profile smoke" in ran.stderr + ran.stdout
     assert f"to run: {' '.join(t for t in order if t != 'figure1')}" in ran.stdout
+    assert f"plan: -m mnog.plan --profile smoke {' '.join(t for t in order if t != 'figure1')}" in ran.stdout
     assert log.read_text().split() == [t for t in order if t != "figure1"]  # in order, past table2's failure
     assert ran.returncode != 0                                                # which fails `make all`
     assert not (results / "table2" / "smoke" / ".done").exists()             # and is run again next time
