@@ -27,11 +27,12 @@ which has none).
 The protocol follows the authors' code (SPEC §11; README "Differences from the authors'
 code"): BatchNorm's statistics see the retain and the forget batch of every step, D'_r is
 fixed per trial, float32 training, the authors' SalUn; at the paper profile also their
-ℓ1-Sparse schedule, per-trial seeding and AdamW kernel (the cpu and smoke profiles keep
---l1-schedule per_epoch --seeding job --adamw fused); each is a flag (--bn-stats loss,
---precision bfloat16, --grids released, --minnorm-order authors, --minnorm-precision float64,
---salun-mask-loss mean, --salun-unmasked fixed, --l1-schedule, --seeding, --adamw), and a run
-that changes one from its profile's value writes to results/figureN/<profile>+<option>=<value>/.
+ℓ1-Sparse schedule, NPO form, per-trial seeding and AdamW kernel (the cpu and smoke profiles
+keep --l1-schedule per_epoch --npo-form softplus --seeding job --adamw fused; measured:
+docs/authors-agreement.md); each is a flag (--bn-stats loss, --precision bfloat16, --grids
+released, --minnorm-order authors, --minnorm-precision float64, --salun-mask-loss mean,
+--salun-unmasked fixed, --l1-schedule, --npo-form, --seeding, --adamw), and a run that changes
+one from its profile's value writes to results/figureN/<profile>+<option>=<value>/.
 
 Expected (paper): MinNorm-OG's frontier comes closest to (1, 0) on both data sets; Retrain
 reaches near-zero forget error at near-chance accuracy. Runtime: paper profile hours on a

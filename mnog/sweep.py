@@ -82,9 +82,9 @@ class MethodOptions:
 FIELD_RETAIN = 2000   # retain samples the field's metrics score by default (mnog.experiment.field_sets)
 
 # The protocol the `cpu` and `smoke` profiles keep (their published numbers were measured
-# with it): each run seeds its own draws, fused AdamW, the paper's ℓ1-Sparse schedule. The
-# `paper` profiles follow the authors' code (the fields' defaults).
-BEFORE_OPTIONS = {"seeding": "job", "adamw": "fused", "l1_schedule": "per_epoch"}
+# with it): each run seeds its own draws, fused AdamW, the paper's ℓ1-Sparse schedule, NPO's
+# softplus form. The `paper` profiles follow the authors' code (the fields' defaults).
+BEFORE_OPTIONS = {"seeding": "job", "adamw": "fused", "l1_schedule": "per_epoch", "npo_form": "softplus"}
 
 
 @dataclass(frozen=True)
@@ -128,13 +128,13 @@ class ImageSweepConfig(MethodOptions):
     adamw: str = field("default", "AdamW's kernel: default (PyTorch's choice, the for-loop kernel on a CPU and "
                                   "foreach on CUDA: authors), fused, forloop or foreach",
                        choices=("default", "fused", "forloop", "foreach"))
+    npo_form: str = field("ratio", "NPO's log(1 + r^β): ratio (the probabilities' ratio, its power, then log1p: "
+                                   "authors) or softplus (of β·Δlog p: stable)", choices=("ratio", "softplus"))
 
     def method_options(self) -> dict[str, dict]:
         return {**super().method_options(),
                 "SalUn": {"mask_loss": self.salun_mask_loss, "unmasked": self.salun_unmasked},
-                # Only when not the library's default, so that records written before the option stay valid.
-                "L1Sparse": ({"schedule": self.l1_schedule} if self.l1_schedule != BEFORE_OPTIONS["l1_schedule"]
-                             else {})}
+                "L1Sparse": self._changed("l1_schedule", "schedule"), "NPO": self._changed("npo_form", "form")}
 
     def unlearn_options(self) -> dict:
         """mnog.unlearn's keyword arguments of the protocol (an experiment's `protocol` adds its batching)."""
@@ -144,9 +144,14 @@ class ImageSweepConfig(MethodOptions):
         """What of the protocol enters an experiment's setting (so its records' key): the training
         precision and bn_stats, and seeding and the AdamW kernel where they differ from the
         `cpu` profile's (the behaviour before these options), so that earlier records stay valid."""
-        return {"precision": self.precision, "bn_stats": self.bn_stats,
-                **({"seeding": self.seeding} if self.seeding != BEFORE_OPTIONS["seeding"] else {}),
-                **({"adamw": self.adamw} if self.adamw != BEFORE_OPTIONS["adamw"] else {})}
+        return {"precision": self.precision, "bn_stats": self.bn_stats, **self._changed("seeding"),
+                **self._changed("adamw")}
+
+    def _changed(self, option: str, name: str | None = None) -> dict:
+        """{name: the option's value} where it differs from BEFORE_OPTIONS, else {}: what a record
+        holds of the option, so that records written before it existed keep their keys."""
+        value = getattr(self, option)
+        return {} if value == BEFORE_OPTIONS[option] else {name or option: value}
 
     def field_limits(self) -> dict[str, int]:
         """mnog.experiment.field_metrics' retain_limit and test_limit."""
@@ -167,7 +172,7 @@ class ImageSweepConfig(MethodOptions):
 # The protocol options: a run that changes one of them from its profile's value writes its
 # tables and figures to results/<target>/<profile>+<option>=<value>/ (see `variant`).
 PROTOCOL_OPTIONS = ("precision", "bn_stats", "eval_precision", "grids", "minnorm_order", "minnorm_precision",
-                    "salun_mask_loss", "salun_unmasked", "l1_schedule", "seeding", "adamw")
+                    "salun_mask_loss", "salun_unmasked", "l1_schedule", "npo_form", "seeding", "adamw")
 
 
 def variant(cfg, profile_cfg) -> str:

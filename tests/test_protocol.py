@@ -454,13 +454,16 @@ def test_records_of_different_options_get_different_keys():
     from mnog.erasure import PROFILES, LabelErasure
     from mnog.sweep import method_grid, variant
     cpu, paper = PROFILES["cpu"], PROFILES["paper"]
-    assert (paper.l1_schedule, paper.seeding, paper.adamw) == ("one_step_late", "trial", "default")
-    assert (cpu.l1_schedule, cpu.seeding, cpu.adamw) == ("per_epoch", "job", "fused")
+    assert (paper.l1_schedule, paper.npo_form, paper.seeding, paper.adamw) == ("one_step_late", "ratio", "trial",
+                                                                               "default")
+    assert (cpu.l1_schedule, cpu.npo_form, cpu.seeding, cpu.adamw) == ("per_epoch", "softplus", "job", "fused")
     options = [cpu, replace(cpu, l1_schedule="one_step_late"), replace(cpu, seeding="trial"),
                replace(cpu, adamw="default"), replace(cpu, adamw="forloop")]
     keys = {Job.of("L1Sparse", 2, config).key(LabelErasure(cfg, "6").setting(), 1) for cfg in options
             for config in method_grid("L1Sparse", {"eta": [1e-3], "lambda_reg": [0.1]}, options=cfg.method_options())}
     assert len(keys) == len(options)
     # The cpu profile's records keep the keys they had before these options existed.
-    assert not {"seeding", "adamw"} & set(LabelErasure(cpu, "6").setting()) and cpu.method_options()["L1Sparse"] == {}
+    assert not {"seeding", "adamw"} & set(LabelErasure(cpu, "6").setting())
+    assert cpu.method_options()["L1Sparse"] == cpu.method_options()["NPO"] == {}
+    assert paper.method_options()["NPO"] == {"form": "ratio"}
     assert [variant(cfg, cpu) for cfg in options[1:3]] == ["+l1_schedule=one_step_late", "+seeding=trial"]
