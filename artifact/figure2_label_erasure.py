@@ -25,10 +25,13 @@ selected configuration, its frontier point closest to (1, 0) (not compared with 
 which has none).
 
 The protocol follows the authors' code (docs/authors-code.md): BatchNorm's statistics see the retain
-and the forget batch of every step, D'_r is fixed per trial, float32 training, the authors' SalUn;
-each is a flag (--bn-stats loss, --precision bfloat16, --grids released, --minnorm-order authors,
---minnorm-precision float64, --salun-mask-loss mean, --salun-unmasked fixed), and a run that changes
-one writes to results/figureN/<profile>+<option>=<value>/.
+and the forget batch of every step, D'_r is fixed per trial, float32 training, the authors' SalUn; at
+the paper profile also their ℓ1-Sparse schedule, NPO form, per-trial seeding and AdamW kernel (the cpu
+and smoke profiles keep --l1-schedule per_epoch --npo-form softplus --seeding job --adamw fused;
+measured: docs/authors-code.md#agreement-with-the-authors-loop). Each is a flag (--bn-stats loss,
+--precision bfloat16, --grids released, --minnorm-order authors, --minnorm-precision float64,
+--salun-mask-loss mean, --salun-unmasked fixed, --l1-schedule, --npo-form, --seeding, --adamw), and a
+run that changes one from its profile's value writes to results/figureN/<profile>+<option>=<value>/.
 
 Expected (paper): MinNorm-OG's frontier comes closest to (1, 0) on both data sets; Retrain reaches
 near-zero forget error at near-chance accuracy. Runtime: paper profile hours on a GPU per setting
@@ -195,7 +198,7 @@ def main(argv=None) -> int:
         setting = experiment.panel
         print(f"Figure {figure} · profile {profile} · {setting.label()} · {cfg.trials} trials · device "
               f"{experiment.device()} · grid: {setting.grid_source} · BatchNorm statistics: {cfg.bn_stats} batches · "
-              f"training in {cfg.precision}")
+              f"training in {cfg.precision} · seeding per {cfg.seeding} · AdamW {cfg.adamw}")
         points, gt, initial = run_setting(experiment, executor)
         print(f"Figure {figure}: initial models {initial['quality']:.3f} ± {initial['quality_se']:.3f} retain "
               f"quality at forget error {initial['error']:.3f} ± {initial['error_se']:.3f}; GT models "

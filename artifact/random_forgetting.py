@@ -54,7 +54,8 @@ from mnog.methods import paper_methods
 from mnog.models import ColorResNet
 from mnog.plan import Cost, ModelCost, Recipe, Sweep, Work, method_steps, variants
 from mnog.results import RESULTS, provenance, stable_hash, write_json, write_text
-from mnog.sweep import ImageSweepConfig, Job, field_means, method_grid, select_best, summarize, variant
+from mnog.sweep import (BEFORE_OPTIONS, ImageSweepConfig, Job, field_means, method_grid, select_best, summarize,
+                        variant)
 from mnog.tasks import Task
 from mnog.training import Phase, SGDConfig, train_cached
 
@@ -98,9 +99,11 @@ PROFILES = {
     # augmentation, fits its training set; unlearning batch 10 (10 forget batches per epoch), T = 5;
     # 2 trials; one value per grid axis (η its largest), n_pert 10 (docs/results/random-forgetting.md).
     "cpu": Config(per_class=100, test_per_class=100, width=8, train_epochs=60, gt_epochs=60, lr=0.03, lr_step=40,
-                  batch_size=32, augment=False, epochs=5, unlearn_batch=10, trials=2, grid_values=1, n_pert=10),
+                  batch_size=32, augment=False, epochs=5, unlearn_batch=10, trials=2, grid_values=1, n_pert=10,
+                  **BEFORE_OPTIONS),
     "smoke": Config(dataset="synthetic", per_class=50, test_per_class=10, width=8, train_epochs=2, gt_epochs=2,
-                    lr=0.03, batch_size=32, augment=False, epochs=2, trials=2, grid_values=1, n_pert=10),
+                    lr=0.03, batch_size=32, augment=False, epochs=2, trials=2, grid_values=1, n_pert=10,
+                    **BEFORE_OPTIONS),
 }
 
 
@@ -136,12 +139,12 @@ class RandomForgetting(Experiment):
                 "p_forget": cfg.p_forget, "epochs": (cfg.train_epochs, cfg.gt_epochs), "lr": cfg.lr,
                 "lr_step": cfg.lr_step, "batch_size": cfg.batch_size, "augment": cfg.augment,
                 "unlearn_batch": cfg.unlearn_batch or cfg.batch_size, "p_retain": cfg.p_retain,
-                "logit_clamp": cfg.logit_clamp, "device": self.device().type, "precision": cfg.precision,
-                "bn_stats": cfg.bn_stats, **cfg.scoring_setting()}
+                "logit_clamp": cfg.logit_clamp, "device": self.device().type,
+                **cfg.protocol_setting(), **cfg.scoring_setting()}
 
     def protocol(self) -> dict:
         return {"batch_size": self.cfg.unlearn_batch or self.cfg.batch_size, "p_retain": self.cfg.p_retain,
-                "bn_stats": self.cfg.bn_stats}
+                **self.cfg.unlearn_options()}
 
     def prepare(self) -> Prepared:
         """Each trial's D_r, D_f, θ* and GT (trained once, then cached) on the device; the test set."""

@@ -55,8 +55,8 @@ from mnog.metrics import color_accuracy
 from mnog.models import ColorResNet
 from mnog.plan import Cost, ModelCost, Recipe, Sweep, Work, method_steps, variants
 from mnog.results import RESULTS, provenance, stable_hash, write_json
-from mnog.sweep import (ImageSweepConfig, Job, field_means, method_grid, search_grid, select_best, summarize,
-                        variant)
+from mnog.sweep import (BEFORE_OPTIONS, ImageSweepConfig, Job, field_means, method_grid, search_grid, select_best,
+                        summarize, variant)
 from mnog.tasks import Task
 from mnog.training import Phase, SGDConfig, train_cached
 
@@ -95,10 +95,10 @@ PROFILES = {
     # values per grid axis (η its two largest, every other axis both ends of the paper's range).
     "cpu": Config(per_class=100, test_per_class=20, width=8, warm_epochs=10, initial_epochs=100, gt_epochs=30,
                   lr_step=40, batch_size=32, unlearn_batch=5, rows=("0.01:10",), trials=3, grid_values=2,
-                  enforce=False),
+                  enforce=False, **BEFORE_OPTIONS),
     "smoke": Config(dataset="synthetic", per_class=100, test_per_class=10, width=8, warm_epochs=1,
                     initial_epochs=2, gt_epochs=2, lr_step=2, rows=("0.01:5",), trials=2, grid_values=1,
-                    n_pert=10, enforce=False),
+                    n_pert=10, enforce=False, **BEFORE_OPTIONS),
 }
 
 
@@ -152,13 +152,12 @@ class RepresentationCollapse(Experiment):
                 "p_forget": cfg.p_forget,
                 "epochs": (cfg.warm_epochs, cfg.initial_epochs, cfg.gt_epochs), "lr": cfg.lr, "lr_step": cfg.lr_step,
                 "batch_size": cfg.batch_size, **({"unlearn_batch": cfg.unlearn_batch} if cfg.unlearn_batch else {}),
-                "logit_clamp": cfg.logit_clamp, "device": self.device().type,
-                "precision": cfg.precision, "bn_stats": cfg.bn_stats, "p_retain": self.p_retain,
-                **cfg.scoring_setting()}
+                "logit_clamp": cfg.logit_clamp, "device": self.device().type, "p_retain": self.p_retain,
+                **cfg.protocol_setting(), **cfg.scoring_setting()}
 
     def protocol(self) -> dict:
         return {"batch_size": self.cfg.unlearn_batch or self.cfg.batch_size, "p_retain": self.p_retain,
-                "bn_stats": self.cfg.bn_stats}
+                **self.cfg.unlearn_options()}
 
     def prepare(self) -> Prepared:
         """Each trial's D_r, D_f, θ* and GT (trained once, then cached) on the device; the test images."""

@@ -25,7 +25,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from mnog.erasure import PROFILES, LabelErasure
-from mnog.experiment import job_seed, prepared
+from mnog.experiment import prepared
 from mnog.loop import unlearn
 from mnog.metrics import erasure_metrics, fit_accuracy
 from mnog.results import RESULTS
@@ -75,7 +75,7 @@ def main(argv=None) -> None:
                 record(0, -1)
                 job = Job.of(method, setting.epochs, config)
                 result = unlearn(model, method, forget=trial.forget, retain=trial.retain, loss=experiment.task,
-                                 epochs=setting.epochs, seed=job_seed(job, experiment.setting(), seed),
+                                 epochs=setting.epochs, seed=experiment.run_seed(job, seed),
                                  retain_seed=retain_seed(seed), on_step=record, **protocol, **config)
                 projections += [{"bn_stats": bn_stats, "trial": seed, "step": p.step, "k": p.rows,
                                  "rank": int(p.rank), "strength": p.strength,

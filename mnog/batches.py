@@ -80,20 +80,29 @@ def retain_subset(n: int, p_retain: float, seed: int, members: int | None = None
 
 def paired_batches(retain: Batch, forget: Batch, batch_size: int | None, epochs: int,
                    members: int | None, generator: torch.Generator) -> Iterator[tuple[int, Batch, Batch]]:
-    """Yield (epoch, retain batch, forget batch) for the whole run (docs/protocol.md#the-unlearning-loop).
+    """Yield (epoch, retain batch, forget batch) for the whole run: the samples
+    `paired_indices` picks (docs/protocol.md#the-unlearning-loop)."""
+    for epoch, r_index, f_index in paired_indices(len(retain), len(forget), batch_size, epochs, members, generator,
+                                                  retain.inputs.device):
+        yield (epoch, retain if r_index is None else retain.take(r_index),
+               forget if f_index is None else forget.take(f_index))
 
-    batch_size=None: one full-batch step per epoch (Data Poisoning). Otherwise every epoch
-    iterates over the reshuffled forget set; each forget batch is paired with the next
-    retain batch of the same size, retain batches continuing across epochs and
-    reshuffling when exhausted (a partial last retain batch is dropped when the retain
-    set holds more than one batch, as the authors' DataLoader does).
+
+def paired_indices(n_r: int, n_f: int, batch_size: int | None, epochs: int, members: int | None,
+                   generator: torch.Generator, device) -> Iterator[tuple[int, Tensor | None, Tensor | None]]:
+    """Yield (epoch, retain indices, forget indices) of every step of the run, for a
+    retain set of n_r and a forget set of n_f samples ((n,) indices, (E, n) per member).
+
+    batch_size=None: one full-batch step per epoch (Data Poisoning), indices None (every
+    sample). Otherwise every epoch iterates over the reshuffled forget set; each forget batch
+    is paired with the next retain batch of the same size, retain batches continuing across
+    epochs and reshuffling when exhausted (a partial last retain batch is dropped when the
+    retain set holds more than one batch, as the authors' DataLoader does).
     """
     if batch_size is None:
         for epoch in range(epochs):
-            yield epoch, retain, forget
+            yield epoch, None, None
         return
-    device = retain.inputs.device
-    n_r, n_f = len(retain), len(forget)
     retain_order, cursor = None, n_r
     for epoch in range(epochs):
         forget_order = random_subset(n_f, n_f, members, generator, device)
@@ -103,4 +112,4 @@ def paired_batches(retain: Batch, forget: Batch, batch_size: int | None, epochs:
             size = min(batch_size, n_r)
             r_index = retain_order[..., cursor:cursor + size]
             cursor += size
-            yield epoch, retain.take(r_index), forget.take(forget_order[..., start:start + batch_size])
+            yield epoch, r_index, forget_order[..., start:start + batch_size]

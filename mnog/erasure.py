@@ -37,7 +37,7 @@ from mnog.metrics import erasure_metrics
 from mnog.models import ColorResNet
 from mnog.plan import Cost, ModelCost, Recipe, method_steps, variants
 from mnog.results import RESULTS, stable_hash
-from mnog.sweep import ImageSweepConfig, search_grid
+from mnog.sweep import BEFORE_OPTIONS, ImageSweepConfig, search_grid
 from mnog.tasks import Task
 from mnog.training import label_erasure_recipe, train_cached
 
@@ -78,9 +78,9 @@ PROFILES = {
     # 1,000 test images): with all of them they doubled a job's time (docs/benchmarks.md).
     "cpu": Config(dataset="cifar10", per_class=100, test_per_class=100, width=8, train_epochs=100, gt_epochs=40,
                   train_batch=32, batch_size=5, trials=3, grid_values=2, field_retain=500, field_test=500,
-                  enforce=False),
+                  enforce=False, **BEFORE_OPTIONS),
     "smoke": Config(dataset="synthetic", per_class=100, test_per_class=10, width=8, train_epochs=2, batch_size=32,
-                    trials=2, grid_values=1, n_pert=10, enforce=False),
+                    trials=2, grid_values=1, n_pert=10, enforce=False, **BEFORE_OPTIONS),
 }
 
 
@@ -145,12 +145,11 @@ class LabelErasure(Experiment):
                 **({"gt_epochs": cfg.gt_epochs} if cfg.gt_epochs else {}),
                 **({"train_batch": cfg.train_batch} if cfg.train_batch else {}), "p_color": s.p_color, "p_retain": s.p_retain,
                 "batch_size": s.batch_size, "logit_clamp": cfg.logit_clamp, "device": self.device().type,
-                "precision": cfg.precision, "bn_stats": cfg.bn_stats,
-                **cfg.scoring_setting()}
+                **cfg.protocol_setting(), **cfg.scoring_setting()}
 
     def protocol(self) -> dict:
         s = self.panel
-        return {"batch_size": s.batch_size, "p_retain": s.p_retain, "bn_stats": self.cfg.bn_stats}
+        return {"batch_size": s.batch_size, "p_retain": s.p_retain, **self.cfg.unlearn_options()}
 
     def prepare(self) -> Prepared:
         """Each trial's D_r, D_f, initial and GT model (trained once, then cached), on the

@@ -13,7 +13,7 @@ An artifact script subclasses `Experiment` as a frozen dataclass holding its con
         def prepare(self): ...        # the data and the trained models every job needs -> Prepared
         def score(self, model, prepared, trial): ...   # {metric: value} of one model unlearned from `trial`
         task = Task("cross_entropy", logit_clamp=30)   # the loss of mnog.unlearn
-        def protocol(self): ...       # mnog.unlearn's batching: batch_size, p_retain, bn_stats
+        def protocol(self): ...       # mnog.unlearn's protocol: batch_size, p_retain, bn_stats, adamw
 
 and runs `sweep(experiment, jobs, executor_options, desc)`. The core owns the rest:
 
@@ -21,8 +21,9 @@ and runs `sweep(experiment, jobs, executor_options, desc)`. The core owns the re
   (every model is cached by a hash of what determines it: mnog.training.cached_state); a
   sweep's worker only loads (`load_only`): it never trains.
 * `Experiment.run(prepared, job, seeds)`: each trial's initial model copied and unlearned by
-  the job, seeded by one convention (`job_seed`: a hash of the job's key; D'_r from the trial
-  alone, `mnog.sweep.retain_seed`), scored; a run that diverges is recorded as such. An
+  the job, seeded by one convention (`Experiment.run_seed`: a hash of the job's key, or with
+  the config's seeding="trial" of the trial alone; D'_r from the trial alone,
+  `mnog.sweep.retain_seed`), scored; a run that diverges is recorded as such. An
   experiment that runs its trials together (Table 5's ensembles) overrides `run`.
 * `field_metrics(model, trial, test)`: the unlearning field's standard metrics (mnog.evaluate:
   UA, RA, TA, membership attacks, gaps to the trial's GT model), which a classification
@@ -57,7 +58,7 @@ from mnog.executors import ExecutorConfig, from_config, job_device
 from mnog.loop import UnlearnResult, unlearn
 from mnog.metrics import fit_accuracy, scoring_batch
 from mnog.results import RESULTS, RecordStore
-from mnog.sweep import FIELD_RETAIN, Job, Metrics, Runner, diverged_metrics, retain_seed, run_sweep
+from mnog.sweep import FIELD_RETAIN, Job, Metrics, Runner, diverged_metrics, retain_seed, run_sweep, trial_seed
 from mnog.tasks import Task
 from mnog.training import load_only
 
@@ -113,8 +114,16 @@ class Experiment:
         raise NotImplementedError
 
     def protocol(self) -> dict:
-        """mnog.unlearn's keyword arguments besides the job's (batch_size, p_retain, bn_stats)."""
+        """mnog.unlearn's keyword arguments besides the job's (batch_size, p_retain, bn_stats, adamw)."""
         return {}
+
+    def run_seed(self, job: Job, trial: int) -> int:
+        """The seed of `job`'s run on `trial`: `job_seed`, or where the config's seeding is
+        "trial" `mnog.sweep.trial_seed` (every configuration of the trial draws alike: the
+        common random numbers of the authors' code)."""
+        if getattr(self.cfg, "seeding", "job") == "trial":
+            return trial_seed(trial)
+        return job_seed(job, self.setting(), trial)
 
     # -- what planning reads (mnog.plan; cheap: no data loaded, nothing trained) ----------------
     def model_costs(self) -> list:
@@ -131,7 +140,7 @@ class Experiment:
         """A copy of the trial's initial model unlearned by `job` (NonFiniteError if it diverged)."""
         model = copy.deepcopy(trial.initial)
         result = unlearn(model, job.method, forget=trial.forget, retain=trial.retain, loss=self.task,
-                         epochs=job.epochs, seed=job_seed(job, self.setting(), trial.seed),
+                         epochs=job.epochs, seed=self.run_seed(job, trial.seed),
                          retain_seed=retain_seed(trial.seed), **self.protocol(), **job.config)
         return model, result
 

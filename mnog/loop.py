@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from mnog.batches import as_batch, paired_batches, retain_subset
+from mnog.batches import as_batch, paired_indices, retain_subset
 from mnog.ensemble import members_of
 from mnog.errors import NonFiniteError, is_integer, is_number
 from mnog.methods import Hyperparameters, get_method
@@ -27,12 +27,16 @@ class UnlearnResult:
     retain_indices: torch.Tensor | None  # D'_r: the retain samples the method could see (None: all)
     finite: bool                         # every parameter finite at the end (see on_nonfinite)
     projections: tuple = ()              # MinNorm-OG: one ProjectionStep per projection (mnog.methods)
+    # With record_batches: one (epoch, retain indices, forget indices) per step, indices into the
+    # retain and forget sets as given (D_r, not D'_r; None: the whole set, full-batch steps).
+    batches: tuple = ()
 
 
 def unlearn(model: nn.Module, method: str, forget, retain, loss: str | Task, epochs: int, *,
             batch_size: int | None = None, p_retain: float = 1.0, seed: int = 0,
-            retain_seed: int | None = None, bn_stats: str = "loss", on_nonfinite: str = "raise",
-            progress: bool = False, on_step: Callable[[int, int], None] | None = None,
+            retain_seed: int | None = None, bn_stats: str = "loss", adamw: str = "fused",
+            on_nonfinite: str = "raise", progress: bool = False,
+            on_step: Callable[[int, int], None] | None = None, record_batches: bool = False,
             **hyperparameters) -> UnlearnResult:
     """Unlearn the forget set from `model`, in place.
 
@@ -53,11 +57,16 @@ def unlearn(model: nn.Module, method: str, forget, retain, loss: str | Task, epo
                 forwards the other one (no gradient), so that BatchNorm's running statistics
                 see the retain and the forget batch of every step, as the authors' loop
                 (docs/authors-code.md#batchnorm-sees-both-batches). Models without BatchNorm are unaffected.
+    adamw:      AdamW's kernel: "fused" (where the parameters allow it), "default" (PyTorch's
+                choice, as the authors' code: the for-loop kernel on a CPU, foreach on CUDA),
+                "forloop" or "foreach" (mnog.methods.make_adamw).
     on_nonfinite: a run that ends with NaN/Inf parameters (a diverged method, e.g. GA at a
                 large η) raises NonFiniteError ("raise"), warns ("warn") or says nothing
                 ("ignore"); the result's `finite` tells.
     on_step:    called as on_step(step, epoch) after every step (steps count from 1), e.g. to
                 watch the metrics move step by step (the model is in train mode; restore it).
+    record_batches: keep the samples of every step in the result's `batches`, e.g. to feed
+                another implementation the same batches (benchmarks/compare_authors.py).
     **hyperparameters: the method's, e.g. eta=1e-3, lambda_reg=0.1, ... ; an unknown or
                 missing one raises TypeError listing what the method takes.
     """
@@ -96,14 +105,18 @@ def unlearn(model: nn.Module, method: str, forget, retain, loss: str | Task, epo
         retain = retain.take(kept.to(device))
 
     model.train()
-    runner = method_cls(config, model, task, epochs, generator, bn_stats=bn_stats)
+    runner = method_cls(config, model, task, epochs, generator, bn_stats=bn_stats, adamw=adamw)
     start = time.perf_counter()
     runner.start(forget, batch_size)
     steps_per_epoch = 1 if batch_size is None else -(-len(forget) // batch_size)
-    batches = paired_batches(retain, forget, batch_size, epochs, members, generator)
-    for epoch, retain_batch, forget_batch in tqdm(batches, total=epochs * steps_per_epoch, disable=not progress,
-                                                  desc=method, unit="step", leave=False):
-        runner.step(epoch, retain_batch, forget_batch)
+    indices = paired_indices(len(retain), len(forget), batch_size, epochs, members, generator, device)
+    recorded = []
+    for epoch, r_index, f_index in tqdm(indices, total=epochs * steps_per_epoch, disable=not progress,
+                                        desc=method, unit="step", leave=False):
+        runner.step(epoch, retain if r_index is None else retain.take(r_index),
+                    forget if f_index is None else forget.take(f_index))
+        if record_batches:
+            recorded.append((epoch, _in_given_set(r_index, kept), f_index))
         if on_step is not None:
             on_step(runner.steps, epoch)
     seconds = time.perf_counter() - start
@@ -115,7 +128,15 @@ def unlearn(model: nn.Module, method: str, forget, retain, loss: str | Task, epo
             raise NonFiniteError(message)
         warnings.warn(message, stacklevel=2)
     return UnlearnResult(method, config, epochs, runner.steps, seconds, kept, not bad,
-                         tuple(getattr(runner, "trace", ())))
+                         tuple(getattr(runner, "trace", ())), tuple(recorded))
+
+
+def _in_given_set(index: torch.Tensor | None, kept: torch.Tensor | None) -> torch.Tensor | None:
+    """Indices into D'_r (None: all of it) as indices into the retain set D'_r was drawn from."""
+    if kept is None or index is None:
+        return kept if index is None else index
+    kept = kept.to(index.device)
+    return kept[index] if index.dim() == 1 else kept.gather(-1, index)
 
 
 def nonfinite_parameters(model: nn.Module) -> list[str]:

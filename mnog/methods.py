@@ -10,6 +10,11 @@ of the step, epoch or projection count; no configuration is ever mutated.
 Every method uses AdamW with learning rate η and PyTorch's other defaults, weight decay
 0.01 included (docs/protocol.md#minnorm-og).
 
+AdamW's kernel (`adamw`): "fused" (the library's default, where every
+parameter allows it), "default" (what `AdamW(params, lr)` picks, as the authors' code
+constructs it: the for-loop kernel on a CPU, foreach on CUDA), or "forloop" / "foreach"
+explicitly. They compute the same update up to float rounding.
+
 BatchNorm's running statistics: with bn_stats="loss" (the library's default) a step
 forwards only the batches its objective uses; with bn_stats="both" it also forwards the
 other one, without gradient, so that the running statistics see the retain and the forget
@@ -86,8 +91,12 @@ class Hyperparameters:
 
 _CHOICES = {"order": ("project_first", "descent_first", "authors"), "bn_mode": ("batch", "eval"),
             "solver": ("gram", "qr"), "precision": ("float32", "float64"), "mask_loss": ("mean", "batch_sum"),
-            "unmasked": ("fixed", "decay")}
+            "unmasked": ("fixed", "decay"), "schedule": ("per_epoch", "one_step_late"),
+            "form": ("softplus", "ratio")}
 BN_STATS = ("loss", "both")
+# AdamW's kernel -> torch.optim.AdamW's keyword arguments ("fused" falls back to "default"
+# where a parameter does not allow it).
+ADAMW_KERNELS = {"fused": {"fused": True}, "default": {}, "forloop": {"foreach": False}, "foreach": {"foreach": True}}
 
 
 @dataclass(frozen=True)
@@ -109,6 +118,10 @@ class RidgeConfig(Hyperparameters):
 @dataclass(frozen=True)
 class L1Config(Hyperparameters):
     lambda_reg: float  # λ_reg: ℓ1 weight, scaled by (2 - 2t/T)
+    # "per_epoch": (2 − 2t/T)·λ_reg at every step of epoch t (the paper); "one_step_late": the
+    # authors' code, λ_reg at the first step, then at every step the weight of the previous
+    # step's epoch: 4 steps per epoch and T = 2 give λ, 2λ, 2λ, 2λ, 2λ, λ, λ, λ.
+    schedule: str = "per_epoch"
 
 
 @dataclass(frozen=True)
@@ -121,6 +134,10 @@ class SCRUBConfig(Hyperparameters):
 @dataclass(frozen=True)
 class NPOConfig(Hyperparameters):
     lambda_reg: float  # β of NPO
+    # log(1 + r^β), r = π_θ(y|x) / π_θ*(y|x): "softplus" of β·(log π_θ − log π_θ*) (stable for
+    # any r), or "ratio": the probabilities' ratio, its power, then log1p, as the authors' code
+    # writes it. Equal in exact arithmetic; they round differently.
+    form: str = "softplus"
 
 
 @dataclass(frozen=True)
@@ -168,12 +185,12 @@ class Method:
     classification_only: ClassVar[bool] = False
 
     def __init__(self, config: Hyperparameters, model: nn.Module, task: Task, epochs: int,
-                 generator: torch.Generator, bn_stats: str = "loss"):
+                 generator: torch.Generator, bn_stats: str = "loss", adamw: str = "fused"):
         if bn_stats not in BN_STATS:
             raise ValueError(f"bn_stats must be one of {BN_STATS}, got {bn_stats!r}")
         self.config, self.model, self.task, self.epochs, self.generator = config, model, task, epochs, generator
         self.params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(self.params, lr=config.eta, fused=_fused_ok(self.params))
+        self.optimizer = make_adamw(self.params, config.eta, adamw)
         self.steps = 0  # optimizer steps taken
         # Forwarding a batch the loss does not use only matters for running statistics.
         self.forward_both = bn_stats == "both" and tracks_running_stats(model)
@@ -247,6 +264,15 @@ class Method:
     # shared pieces ------------------------------------------------------------------------
     def data_loss(self, batch: Batch) -> Tensor:
         return self.task.loss(self.model(batch.inputs), batch.targets)
+
+
+def make_adamw(params: list[Tensor], lr: float, kernel: str = "fused") -> torch.optim.AdamW:
+    """AdamW with PyTorch's defaults besides lr, running `kernel` (ADAMW_KERNELS)."""
+    if kernel not in ADAMW_KERNELS:
+        raise ValueError(f"adamw must be one of {tuple(ADAMW_KERNELS)}, got {kernel!r}")
+    if kernel == "fused" and not _fused_ok(params):
+        kernel = "default"
+    return torch.optim.AdamW(params, lr=lr, **ADAMW_KERNELS[kernel])
 
 
 def _fused_ok(params: list[Tensor]) -> bool:
@@ -337,13 +363,26 @@ class Ridge(Method):
 
 @register
 class L1Sparse(Method):
-    """J(θ; B_r) + λ_t·||θ||₁, λ_t = (2 − 2t/T)·λ_reg in epoch t."""
+    """J(θ; B_r) + λ_t·||θ||₁, λ_t = (2 − 2t/T)·λ_reg in epoch t (schedule="one_step_late":
+    λ_reg at the first step, then λ_t of the previous step's epoch t, as the authors' code)."""
     name = "L1Sparse"
     Config = L1Config
+    previous_epoch: int | None = None    # the epoch of the last step taken (None before the first)
+
+    def weight(self, epoch: int) -> float:
+        """The ℓ1 weight of the next step, taken in `epoch`."""
+        if self.config.schedule == "one_step_late":
+            if self.previous_epoch is None:
+                return self.config.lambda_reg
+            epoch = self.previous_epoch
+        return (2 - 2 * epoch / self.epochs) * self.config.lambda_reg
 
     def objective(self, epoch, retain, forget):
-        weight = (2 - 2 * epoch / self.epochs) * self.config.lambda_reg
-        return self.data_loss(retain) + weight * _norm_penalty(self.params, 1)
+        return self.data_loss(retain) + self.weight(epoch) * _norm_penalty(self.params, 1)
+
+    def step(self, epoch, retain, forget):
+        super().step(epoch, retain, forget)
+        self.previous_epoch = epoch
 
 
 class WithTeacher(Method):
@@ -395,14 +434,21 @@ class NPO(WithTeacher):
         total = 0
         outputs = as_heads(self.task.clamp(self.model(forget.inputs)))
         for out, ref, labels in zip(outputs, reference, as_heads(forget.targets)):
-            # log(1 + r^β) = softplus(β·log r), r the likelihood ratio: stable for any r.
-            log_ratio = _label_log_prob(out, labels) - _label_log_prob(ref, labels)
-            total = total + (2 / beta) * batch_mean(F.softplus(beta * log_ratio))
+            if self.config.form == "ratio":
+                ratio = _label_prob(out, labels) / _label_prob(ref, labels)
+                per_sample = torch.log1p(ratio.pow(beta))
+            else:   # log(1 + r^β) = softplus(β·log r), r the likelihood ratio: stable for any r
+                per_sample = F.softplus(beta * (_label_log_prob(out, labels) - _label_log_prob(ref, labels)))
+            total = total + (2 / beta) * batch_mean(per_sample)
         return total
 
 
 def _label_log_prob(logits: Tensor, labels: Tensor) -> Tensor:
     return logits.log_softmax(-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+
+
+def _label_prob(logits: Tensor, labels: Tensor) -> Tensor:
+    return logits.softmax(-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
 
 
 @register

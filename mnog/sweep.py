@@ -81,6 +81,11 @@ class MethodOptions:
 
 FIELD_RETAIN = 2000   # retain samples the field's metrics score by default (mnog.experiment.field_sets)
 
+# The protocol the `cpu` and `smoke` profiles keep (their published numbers were measured
+# with it): each run seeds its own draws, fused AdamW, the paper's ℓ1-Sparse schedule, NPO's
+# softplus form. The `paper` profiles follow the authors' code (the fields' defaults).
+BEFORE_OPTIONS = {"seeding": "job", "adamw": "fused", "l1_schedule": "per_epoch", "npo_form": "softplus"}
+
 
 @dataclass(frozen=True)
 class ImageSweepConfig(MethodOptions):
@@ -114,10 +119,39 @@ class ImageSweepConfig(MethodOptions):
                                  choices=("batch_sum", "mean"))
     salun_unmasked: str = field("decay", "SalUn's entries outside the mask: decay (AdamW's weight decay still "
                                          "shrinks them: authors) or fixed (the paper)", choices=("decay", "fixed"))
+    l1_schedule: str = field("one_step_late", "ℓ1-Sparse's weight: one_step_late (λ_reg at the first step, then "
+                                              "(2 − 2t/T)·λ_reg of the previous step's epoch t: authors) or "
+                                              "per_epoch (the paper's)", choices=("one_step_late", "per_epoch"))
+    seeding: str = field("trial", "what seeds a run's batch order, subsamples and noise: trial (the trial alone, so "
+                                  "every configuration of a method sees the same batches: authors) or job (the job's "
+                                  "key: each configuration its own draws)", choices=("trial", "job"))
+    adamw: str = field("default", "AdamW's kernel: default (PyTorch's choice, the for-loop kernel on a CPU and "
+                                  "foreach on CUDA: authors), fused, forloop or foreach",
+                       choices=("default", "fused", "forloop", "foreach"))
+    npo_form: str = field("ratio", "NPO's log(1 + r^β): ratio (the probabilities' ratio, its power, then log1p: "
+                                   "authors) or softplus (of β·Δlog p: stable)", choices=("ratio", "softplus"))
 
     def method_options(self) -> dict[str, dict]:
         return {**super().method_options(),
-                "SalUn": {"mask_loss": self.salun_mask_loss, "unmasked": self.salun_unmasked}}
+                "SalUn": {"mask_loss": self.salun_mask_loss, "unmasked": self.salun_unmasked},
+                "L1Sparse": self._changed("l1_schedule", "schedule"), "NPO": self._changed("npo_form", "form")}
+
+    def unlearn_options(self) -> dict:
+        """mnog.unlearn's keyword arguments of the protocol (an experiment's `protocol` adds its batching)."""
+        return {"bn_stats": self.bn_stats, "adamw": self.adamw}
+
+    def protocol_setting(self) -> dict:
+        """What of the protocol enters an experiment's setting (so its records' key): the training
+        precision and bn_stats, and seeding and the AdamW kernel where they differ from the
+        `cpu` profile's (the behaviour before these options), so that earlier records stay valid."""
+        return {"precision": self.precision, "bn_stats": self.bn_stats, **self._changed("seeding"),
+                **self._changed("adamw")}
+
+    def _changed(self, option: str, name: str | None = None) -> dict:
+        """{name: the option's value} where it differs from BEFORE_OPTIONS, else {}: what a record
+        holds of the option, so that records written before it existed keep their keys."""
+        value = getattr(self, option)
+        return {} if value == BEFORE_OPTIONS[option] else {name or option: value}
 
     def field_limits(self) -> dict[str, int]:
         """mnog.experiment.field_metrics' retain_limit and test_limit."""
@@ -138,7 +172,7 @@ class ImageSweepConfig(MethodOptions):
 # The protocol options: a run that changes one of them from its profile's value writes its
 # tables and figures to results/<target>/<profile>+<option>=<value>/ (see `variant`).
 PROTOCOL_OPTIONS = ("precision", "bn_stats", "eval_precision", "grids", "minnorm_order", "minnorm_precision",
-                    "salun_mask_loss", "salun_unmasked")
+                    "salun_mask_loss", "salun_unmasked", "l1_schedule", "npo_form", "seeding", "adamw")
 
 
 def variant(cfg, profile_cfg) -> str:
@@ -195,6 +229,14 @@ def retain_seed(trial: int) -> int:
     """The seed of a trial's D'_r: a function of the trial alone, so that every method and
     configuration of a trial sees the same retain subset (docs/authors-code.md#one-retain-subset-per-trial)."""
     return int(stable_hash({"retain_subset": trial}), 16) % 2**63
+
+
+def trial_seed(trial: int) -> int:
+    """The seed of every run of a trial under per-trial seeding (seeding="trial"): a function of
+    the trial alone, so that every configuration of a method draws the same batch order,
+    subsamples and noise (common random numbers across the grid, as the authors' code re-seeds
+    every run with the trial's seed)."""
+    return int(stable_hash({"trial_draws": trial}), 16) % 2**63
 
 
 # ---------------------------------------------------------------------------------------

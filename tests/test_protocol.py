@@ -1,7 +1,9 @@
 """The authors' image protocol (docs/authors-code.md) and the options for the other readings, and the
 projection defects found in review."""
 import copy
+import importlib
 from collections import OrderedDict
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -26,9 +28,10 @@ from conftest import TwoHeadCNN, Wrapped
 MSE, CE = Task("mse"), Task("cross_entropy")
 
 
-def runner(name, model, task, epochs=4, seed=0, bn_stats="loss", **hp):
+def runner(name, model, task, epochs=4, seed=0, bn_stats="loss", adamw="fused", **hp):
     cls = METHODS[name]
-    return cls(cls.build_config(hp), model, task, epochs, torch.Generator().manual_seed(seed), bn_stats=bn_stats)
+    return cls(cls.build_config(hp), model, task, epochs, torch.Generator().manual_seed(seed), bn_stats=bn_stats,
+               adamw=adamw)
 
 
 def batches(data):
@@ -357,3 +360,113 @@ def test_salun_unmasked_entries_stay_or_decay(unmasked, two_head_data):
     expected = before if unmasked == "fixed" else before * (1 - 1e-2 * 0.01)        # AdamW's weight decay
     torch.testing.assert_close(after[~mask], expected[~mask])
     assert (after[mask] != before[mask]).float().mean() > 0.5
+
+
+# -- ℓ1-Sparse's schedule, per-trial seeding, AdamW's kernel -------------------------------------
+
+@pytest.mark.parametrize("schedule, expected", [("one_step_late", [1, 2, 2, 2, 2, 1, 1, 1]),
+                                                ("per_epoch", [2, 2, 2, 2, 1, 1, 1, 1])])
+def test_l1_sparse_weights_over_eight_steps(schedule, expected, two_head_data, monkeypatch):
+    retain, forget = two_head_data                                   # 8 forget samples: 4 batches of 2 per epoch
+    weights, weight = [], METHODS["L1Sparse"].weight
+    monkeypatch.setattr(METHODS["L1Sparse"], "weight", lambda self, epoch: weights.append(weight(self, epoch))
+                        or weights[-1])
+    mnog.unlearn(TwoHeadCNN(), "L1Sparse", forget, retain, CE, epochs=2, batch_size=2, eta=1e-3, lambda_reg=0.05,
+                 schedule=schedule)
+    assert weights == [w * 0.05 for w in expected]
+
+
+def test_l1_sparse_objective_adds_the_scheduled_weight_times_the_l1_norm(two_head_data):
+    retain, forget = batches(two_head_data)
+    model = TwoHeadCNN().eval()                                      # no batch statistics: the same data loss twice
+    r = runner("L1Sparse", model, CE, epochs=2, eta=1e-3, lambda_reg=0.05, schedule="one_step_late")
+    r.previous_epoch = 0
+    with torch.no_grad():
+        penalty = r.objective(1, retain, forget) - r.data_loss(retain)
+    torch.testing.assert_close(penalty, 0.1 * params(model).abs().sum())
+
+
+class Seeded(Experiment):
+    """The core's unlearned copy with a config's seeding, recording the batches it drew."""
+    task = CE
+
+    def __init__(self, seeding):
+        self.cfg = SimpleNamespace(seeding=seeding)
+
+    def setting(self):
+        return {"experiment": "test"}
+
+    def protocol(self):
+        return {"batch_size": 2, "p_retain": 0.5, "record_batches": True}
+
+
+@pytest.mark.parametrize("seeding", ["trial", "job"])
+def test_per_trial_seeding_gives_every_configuration_of_a_method_the_same_batches(seeding, two_head_data):
+    retain, forget = two_head_data
+    model = TwoHeadCNN()
+    jobs = [Job.of("NGD", 2, {"eta": 1e-3, "sigma": 0.1}), Job.of("NGD", 2, {"eta": 1e-4, "sigma": 10.0})]
+
+    def drawn(job, trial):
+        batches = Seeded(seeding).unlearned(job, Trial(trial, model, retain, forget))[1].batches
+        return torch.cat([torch.cat([r, f]) for _, r, f in batches])
+
+    same = torch.equal(drawn(jobs[0], 1), drawn(jobs[1], 1))
+    assert same == (seeding == "trial")
+    assert not torch.equal(drawn(jobs[0], 1), drawn(jobs[0], 2))     # a new trial, new batches
+
+
+@pytest.mark.parametrize("adamw, kernel", [("forloop", "_single_tensor_adam"), ("default", "_single_tensor_adam"),
+                                           ("fused", "_fused_adam"), ("foreach", "_multi_tensor_adam")])
+def test_the_chosen_adamw_kernel_runs(adamw, kernel, two_head_data, monkeypatch):
+    adam = importlib.import_module("torch.optim.adam")               # AdamW's step calls adam.adam's kernels
+    calls = []
+    for name in ("_single_tensor_adam", "_multi_tensor_adam", "_fused_adam"):
+        original = getattr(adam, name)
+        monkeypatch.setattr(adam, name, lambda *a, _name=name, _f=original, **k: calls.append(_name) or _f(*a, **k))
+    retain, forget = two_head_data
+    mnog.unlearn(TwoHeadCNN(), "GD", forget, retain, CE, epochs=1, batch_size=4, eta=1e-3, adamw=adamw)
+    assert calls == [kernel] * 2                                     # the CPU's default: the for-loop kernel
+    with pytest.raises(ValueError, match="adamw"):
+        mnog.unlearn(TwoHeadCNN(), "GD", forget, retain, CE, epochs=1, eta=1e-3, adamw="fast")
+
+
+def test_the_adamw_kernels_and_npo_forms_compute_the_same_up_to_rounding(two_head_data):
+    retain, forget = batches(two_head_data)
+    model = TwoHeadCNN()
+    ends = []
+    for adamw in ("fused", "forloop"):
+        net = copy.deepcopy(model)
+        runner("GD", net, CE, eta=1e-3, adamw=adamw).step(0, retain, forget)
+        ends.append(params(net))
+    torch.testing.assert_close(ends[0], ends[1], rtol=0, atol=1e-6)
+    shifted = copy.deepcopy(model)
+    with torch.no_grad():
+        shifted.heads[0].bias.add_(1.0)                              # π_θ ≠ π_θ*: a ratio away from 1
+    losses = []
+    for form in ("softplus", "ratio"):
+        r = runner("NPO", model, CE, eta=1e-3, lambda_reg=0.5, form=form)
+        r.start(forget, None)
+        r.model = shifted
+        losses.append(r.objective(0, retain, forget))
+    torch.testing.assert_close(losses[0], losses[1])
+
+
+def test_records_of_different_options_get_different_keys():
+    from dataclasses import replace
+
+    from mnog.erasure import PROFILES, LabelErasure
+    from mnog.sweep import method_grid, variant
+    cpu, paper = PROFILES["cpu"], PROFILES["paper"]
+    assert (paper.l1_schedule, paper.npo_form, paper.seeding, paper.adamw) == ("one_step_late", "ratio", "trial",
+                                                                               "default")
+    assert (cpu.l1_schedule, cpu.npo_form, cpu.seeding, cpu.adamw) == ("per_epoch", "softplus", "job", "fused")
+    options = [cpu, replace(cpu, l1_schedule="one_step_late"), replace(cpu, seeding="trial"),
+               replace(cpu, adamw="default"), replace(cpu, adamw="forloop")]
+    keys = {Job.of("L1Sparse", 2, config).key(LabelErasure(cfg, "6").setting(), 1) for cfg in options
+            for config in method_grid("L1Sparse", {"eta": [1e-3], "lambda_reg": [0.1]}, options=cfg.method_options())}
+    assert len(keys) == len(options)
+    # The cpu profile's records keep the keys they had before these options existed.
+    assert not {"seeding", "adamw"} & set(LabelErasure(cpu, "6").setting())
+    assert cpu.method_options()["L1Sparse"] == cpu.method_options()["NPO"] == {}
+    assert paper.method_options()["NPO"] == {"form": "ratio"}
+    assert [variant(cfg, cpu) for cfg in options[1:3]] == ["+l1_schedule=one_step_late", "+seeding=trial"]
