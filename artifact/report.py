@@ -42,6 +42,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
+from artifact.ablation import tables as ablation_tables
 from mnog.config import PROFILES, OneLineParser, auto_profile
 from mnog.errors import cli
 from mnog.compare import FIELD_NOTE, cell, describe, field_cell, field_columns, field_header, fmt, stats
@@ -196,7 +197,7 @@ def target_blocks(o: Outcome) -> list:
     t = o.target
     blocks: list = [Heading(2, f"{t.paper} — `make {t.name}`: {o.status}")]
     figure = o.folder / f"{t.name}.png"
-    if t.kind in ("fits", "erasure") and figure.is_file():
+    if t.kind in ("fits", "erasure", "ablation") and figure.is_file():
         blocks.append(Figure(figure, t.shows))
     else:
         blocks.append(Para(t.shows))
@@ -230,6 +231,8 @@ def target_blocks(o: Outcome) -> list:
         blocks += erasure_blocks(o)
     if t.kind == "field":
         blocks += field_blocks(o)
+    if t.kind == "ablation":
+        blocks += ablation_blocks(o)
     if o.claims:
         blocks += [Para("The paper's claims, checked on our numbers:"),
                    Table(["claim", "result", "our numbers"],
@@ -280,6 +283,16 @@ def field_blocks(o: Outcome) -> list:
     rows = [[r["method"], *(field_cell(r[c]) for c in extra), r["config"]] for _, r in table.iterrows()]
     return [Para(o.config.get("selection", "") + " " + FIELD_NOTE),
             Table(["method", *(field_header(c) for c in extra), "configuration"], rows)]
+
+
+def ablation_blocks(o: Outcome) -> list:
+    """One table per experiment: each variant of MinNorm-OG (and GD, Ridge) at its selected configuration."""
+    blocks = [Para("Each variant at its selected configuration (its experiment's grid and selection rule): Table 5 "
+                   "median (central range) over the trials, Label Erasure the frontier point closest to (1, 0) and "
+                   "Table 2 the best mean, ± the standard error over the trials.")]
+    for title, headers, rows in ablation_tables(pd.read_csv(o.folder / f"{o.target.name}.csv")):
+        blocks += [Para(f"{title}:"), Table(headers, rows)]
+    return blocks
 
 
 def build(profile: str, results: Path = RESULTS) -> tuple[list, list[Outcome]]:

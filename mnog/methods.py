@@ -533,7 +533,7 @@ class MinNormOG(Method):
         before = squared_norm(self.model, self.scope)
         if c.span == "none":
             projection.shrink(self.model, strength, untracked=untracked, parameters=self.scope)
-            rows, rank = 0, torch.zeros((), dtype=torch.long)
+            rows, rank, inside = 0, torch.zeros((), dtype=torch.long), torch.zeros_like(before)
         else:
             subsample = retain.take(perturbation_subsample(retain, c.n_pert, self.task, self.generator))
             if len(subsample) == 0 and not self.warned_empty:
@@ -541,11 +541,12 @@ class MinNormOG(Method):
                               "subsample is empty and each projection step only scales θ by 1 − s (SPEC §2, as the "
                               "authors' code does on Tiny ImageNet)", stacklevel=2)
                 self.warned_empty = True
-            rank = projection.project_out(self.model, subsample.inputs, self.task, strength, bn_mode=c.bn_mode,
-                                          solver=c.solver, precision=c.precision, untracked=untracked,
-                                          parameters=self.scope)
+            rank, inside = projection.project_out(self.model, subsample.inputs, self.task, strength,
+                                                  bn_mode=c.bn_mode, solver=c.solver, precision=c.precision,
+                                                  untracked=untracked, parameters=self.scope, span_norm=True)
             rows = len(subsample) * len(as_heads(subsample.targets))
-        self.trace.append(ProjectionStep(self.steps, rows, rank, strength, before, squared_norm(self.model, self.scope)))
+        self.trace.append(ProjectionStep(self.steps, rows, rank, strength, before, squared_norm(self.model, self.scope),
+                                         inside))
         self.projections += 1
 
 
@@ -553,17 +554,21 @@ class MinNormOG(Method):
 class ProjectionStep:
     """What one MinNorm-OG projection did (tensors: one value per ensemble member; no device
     synchronisation while unlearning). θ' = θ − s·P_{G⊥}(θ) with P_{G⊥} orthogonal, so
-    ‖θ'‖² = ‖θ‖² − (1 − (1 − s)²)·‖P_{G⊥}θ‖² gives the orthogonal part from the two norms."""
+    ‖θ‖² = ‖P_G θ‖² + ‖P_{G⊥}θ‖²; without `inside`, ‖θ'‖² = ‖θ‖² − (1 − (1 − s)²)·‖P_{G⊥}θ‖² gives
+    the orthogonal part from the two norms (which rounding swamps when s is small)."""
     step: int               # optimizer steps before it
     rows: int               # k: the columns of G (samples × heads); 0 with span="none"
     rank: torch.Tensor      # G's numerical rank
     strength: float         # s
     before: torch.Tensor    # ‖θ‖² before (float64), θ the parameters the step acts on (its scope)
     after: torch.Tensor     # ‖θ‖² after
+    inside: torch.Tensor | None = None   # ‖P_G θ‖² before (float64), measured by the projection
 
     @property
     def orthogonal_share(self) -> torch.Tensor:
         """‖P_{G⊥}θ‖ / ‖θ‖: how much of θ lies outside the span of the output gradients."""
+        if self.inside is not None:
+            return (1 - self.inside / self.before).clamp(min=0).sqrt()
         shrink = 1 - (1 - self.strength) ** 2
         if shrink == 0:
             return torch.full_like(self.before, float("nan"))
@@ -571,9 +576,9 @@ class ProjectionStep:
 
     @property
     def span_share(self) -> torch.Tensor:
-        """‖P_G θ‖ / ‖θ‖ = √(1 − orthogonal_share²): the part of θ the step keeps (0 when G is empty)."""
-        if self.rows == 0:
-            return torch.zeros_like(self.before)
+        """‖P_G θ‖ / ‖θ‖: the part of θ the step keeps (0 when G is empty)."""
+        if self.inside is not None:
+            return (self.inside / self.before).clamp(max=1).sqrt()
         return (1 - self.orthogonal_share.clamp(max=1) ** 2).sqrt()
 
 

@@ -87,7 +87,8 @@ def couples_samples(model: nn.Module) -> bool:
 def project_out(model: nn.Module, inputs: Tensor, task: Task, strength: float, *,
                 path: Path = "auto", solver: Solver = "gram", bn_mode: BNMode = "batch",
                 precision: Precision = "float32", rtol: float = RTOL, chunk_size: int | None = None,
-                untracked: bool = False, parameters: Collection[str] | None = None) -> Tensor:
+                untracked: bool = False, parameters: Collection[str] | None = None,
+                span_norm: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     """In place: θ ← θ + s·(P_G(θ) − θ), G from the outputs on `inputs` (the subsample B'_r).
 
     precision="float64" computes G from a float64 copy of θ and the inputs (SPEC §11: on a
@@ -97,7 +98,9 @@ def project_out(model: nn.Module, inputs: Tensor, task: Task, strength: float, *
     `parameters` (names, as `scope_parameters` gives them; None: every trainable one) restricts
     θ to a part of the model: G holds the output gradients with respect to that part only, and
     the rest of θ stays as it is.
-    Returns the numerical rank of G (one per ensemble member for an Ensemble).
+    Returns the numerical rank of G (one per ensemble member for an Ensemble); with
+    `span_norm`, (rank, ‖P_G(θ)‖² in float64), the part of θ the step keeps, measured before
+    the step (a difference of norms after it would drown in rounding at small s).
     """
     if not 0.0 <= strength <= 1.0:
         raise ValueError(f"projection strength must lie in [0, 1], got {strength}")
@@ -116,10 +119,13 @@ def project_out(model: nn.Module, inputs: Tensor, task: Task, strength: float, *
     if not bool(finite.all()):
         raise NonFiniteError("MinNorm-OG: the per-sample output gradients on the retain subsample, or their "
                              "products with θ, hold NaN/Inf, so the projection is undefined (did training diverge?)")
+    members = isinstance(model, Ensemble)
+    inside = sum((t.double().pow(2).flatten(1 if members else 0).sum(-1) for t in targets.values()),
+                 torch.zeros(rank.shape, dtype=torch.float64, device=rank.device)) if span_norm else None
     for name, target in targets.items():
         p = params[name]
         (p.data if untracked else p).lerp_(target.to(p.dtype), strength)
-    return rank
+    return (rank, inside) if span_norm else rank
 
 
 @torch.no_grad()

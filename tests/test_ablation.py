@@ -126,3 +126,16 @@ def test_variants_records_are_keyed_by_their_options_and_leave_minnorm_ogs_keys_
         assert all(j.config.get("span", "full") == options.get("minnorm_span", "full")
                    and j.config.get("scope", "all") == options.get("minnorm_scope", "all") for j in variant)
     assert MethodOptions(minnorm_span="none").method_options()["MinNorm-OG"]["span"] == "none"
+
+
+def test_the_trace_measures_the_span_share_before_the_step_even_at_a_tiny_strength(vector_data):
+    retain, forget = vector_data
+    model = mlp(width=8, inputs=5).double()
+    x = retain[0][:4].double()
+    span, _, _ = projection.span_projection(model, x, MSE)
+    theta = torch.cat([p.detach().flatten() for p in model.parameters()])
+    expected = float(torch.cat([span[n].flatten() for n, _ in model.named_parameters()]).norm() / theta.norm())
+    rank, inside = projection.project_out(model, x, MSE, 1e-12, span_norm=True)
+    step = mnog.methods.ProjectionStep(0, 4, rank, 1e-12, theta.double().pow(2).sum(), None, inside)
+    assert 0 < expected < 1 and float(step.span_share) == pytest.approx(expected, rel=1e-9)
+    assert float(step.orthogonal_share) == pytest.approx((1 - expected ** 2) ** 0.5, rel=1e-9)
