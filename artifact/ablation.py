@@ -14,6 +14,8 @@ Variants of the one method (mnog.methods.MinNormOGConfig, as --minnorm-span and
   It is also AdamW's decoupled weight decay at strength s_j/η on the projection steps, up to
   whether the step's gradient is taken before or after the shrinkage (an O(s·η) difference),
   so no separate decoupled-decay baseline is registered.
+* span none, γ_reg 1: the same at a constant strength s = λ_reg (γ_reg's axis dropped from the
+  grid): a constant decoupled weight decay on the projecting steps, "a tuned weight decay".
 * scope heads: the projection acts on the output layers alone (the Data Poisoning MLP's last
   Linear layer, ColorResNet's heads): Theorem 2's linear projection on fixed features.
 * scope body: the projection acts on everything but the heads and BatchNorm's scales and
@@ -33,11 +35,12 @@ variant's options: MinNorm-OG, GD and Ridge reuse what the experiments stored, a
 never takes MinNorm-OG's keys. Each projecting variant's selected configuration is then run
 once more on every trial to trace ‖P_G θ‖/‖θ‖ at each projection (mnog.methods.ProjectionStep).
 
-Profiles: paper (Table 5 at the paper's protocol, the image experiments at their paper
-profiles, a GPU: not run yet); cpu (Table 5 at the paper's protocol, Figures 6, 8, 9 and
-Table 2's row at their cpu profiles, from the models those targets cached; with the JPEG
-archive: --dataset folder:PATH); smoke (tiny settings, seconds). Runtime on a 2-core AMD EPYC:
-see docs/results/ablation.md.
+Profiles: paper (every variant on Table 5 at the paper's protocol and on the image experiments
+at their paper profiles, a GPU: not run yet); cpu (Table 5 at the paper's protocol, Figures 6,
+8, 9 and Table 2's row at their cpu profiles, from the models and records those targets
+cached; with the JPEG archive: --dataset folder:PATH), within 30 minutes on a 2-core CPU: one
+scope per experiment, the one its θ* makes informative (`PROFILES`), Table 5's at T = 10 and
+100; smoke (tiny settings, seconds). Runtime: docs/results/ablation.md.
 Writes results/ablation/<profile>/: ablation.md (one table per experiment), ablation.csv,
 shares.csv, ablation.png and .pdf (the shares over the unlearning steps), config.json.
 """
@@ -78,6 +81,7 @@ class Variant:
     name: str
     method: str
     options: tuple[tuple[str, Any], ...] = ()
+    fixed: tuple[tuple[str, Any], ...] = ()   # hyperparameters held at one value (their grid axis dropped)
 
     def applies(self, cfg) -> bool:
         """Whether the experiment has every option (Table 5 has no BatchNorm: no bn_stats)."""
@@ -86,6 +90,15 @@ class Variant:
     def config(self, cfg):
         """The experiment's configuration that runs this variant alone."""
         return dataclasses.replace(cfg, methods=(self.method,), **dict(self.options))
+
+    def jobs(self, grid: list[Job]) -> list[Job]:
+        """The variant's jobs from its experiment's: `fixed` set in each, duplicates dropped."""
+        return list(dict.fromkeys(Job.of(j.method, j.epochs, {**j.config, **dict(self.fixed)}) for j in grid))
+
+    @property
+    def scoped(self) -> bool:
+        """Whether it acts on a part of the model only (mnog.projection.scope_parameters)."""
+        return any(name == "minnorm_scope" for name, _ in self.options)
 
     @property
     def projects(self) -> bool:
@@ -96,6 +109,7 @@ class Variant:
 VARIANTS = {v.name: v for v in (
     Variant("MinNorm-OG", "MinNorm-OG"),
     Variant("span none", "MinNorm-OG", (("minnorm_span", "none"),)),
+    Variant("span none, γ_reg 1", "MinNorm-OG", (("minnorm_span", "none"),), (("gamma_reg", 1.0),)),
     Variant("scope heads", "MinNorm-OG", (("minnorm_scope", "heads"),)),
     Variant("scope body", "MinNorm-OG", (("minnorm_scope", "body"),)),
     Variant("GD", "GD"),
@@ -118,7 +132,7 @@ SOURCES = {
     "cpu": {"table5": table5.PROFILES["cpu"], **{f"figure{n}": _erasure("cpu", n) for n in (6, 8, 9)},
             "table2": table2.PROFILES["cpu"]},
     "smoke": {"table5": dataclasses.replace(table5.PROFILES["smoke"], trials=2, width=16, train_epochs=200,
-                                            budgets=(10, 100)),
+                                            budgets=(10,)),
               **{f"figure{n}": dataclasses.replace(_erasure("smoke", n), per_class=12, test_per_class=4,
                                                    train_epochs=2, batch_size=8, field_retain=40)
                  for n in (6, 8, 9)},
@@ -133,13 +147,30 @@ class Config:
     source: str = field("paper", "the profile of the experiments whose settings, cached models and records the "
                                  "ablation uses", choices=tuple(SOURCES))
     experiments: tuple[str, ...] = field(EXPERIMENTS, "experiments to take apart", choices=EXPERIMENTS)
-    variants: tuple[str, ...] = field(tuple(VARIANTS), "variants (rows of every table)", choices=tuple(VARIANTS))
+    table5_variants: tuple[str, ...] = field(tuple(VARIANTS), "variants on Data Poisoning (rows of its table; those "
+                                                              "with BatchNorm options do not apply)",
+                                             choices=tuple(VARIANTS))
+    image_variants: tuple[str, ...] = field(tuple(VARIANTS), "variants on the image experiments (rows of their "
+                                                             "tables)", choices=tuple(VARIANTS))
     dataset: str = field("", "the image experiments' data set (empty: their profile's), e.g. "
                              "folder:../shared/data/cifar10-jpeg.tar.gz", dataset=True)
     trace: bool = field(True, "re-run each projecting variant's selected configurations to trace ‖P_G θ‖/‖θ‖")
+    scope_budgets: tuple[int, ...] = field((10, 100, 1000), "Table 5's budgets T for the scope variants (one such "
+                                                            "variant at T = 1000 takes about 10 min on a 2-core CPU)",
+                                           choices=(10, 100, 1000))
 
 
-PROFILES = {"paper": Config(source="paper"), "cpu": Config(source="cpu"),
+# cpu: within 30 minutes on a 2-core CPU, one scope per experiment, the one its θ* makes
+# informative (benchmarks/diagnose_scopes.py; docs/results/ablation.md): on Data Poisoning the
+# heads (1.8% of ‖θ‖², the only part the projection keeps much of: 76%), at T = 10 and 100 (at
+# T = 1000 a MinNorm-OG variant takes 10 minutes); on the image experiments the body (the
+# scale-invariant convolutions before BatchNorm: 65% of ‖θ‖², none of it in its own span). The
+# constant-strength shrinkage on Data Poisoning alone, where the shrinkage carries the result.
+PROFILES = {"paper": Config(source="paper"),
+            "cpu": Config(source="cpu", scope_budgets=(10, 100),
+                          table5_variants=("MinNorm-OG", "span none", "span none, γ_reg 1", "scope heads", "GD", "Ridge"),
+                          image_variants=("MinNorm-OG", "span none", "scope body", "GD", "Ridge",
+                                          "MinNorm-OG, bn_stats loss", "GD, bn_stats loss")),
             "smoke": Config(source="smoke", experiments=("table5", "figure6", "table2"))}
 SCRIPTS = {"table5": table5, "figure6": erasure_script, "figure8": erasure_script, "figure9": erasure_script,
            "table2": table2}
@@ -165,6 +196,10 @@ class Part:
                      f"ablation {self.name} ({', '.join(self.jobs)})")
 
 
+def variants(cfg: Config, experiment: str) -> tuple[str, ...]:
+    return cfg.table5_variants if experiment == "table5" else cfg.image_variants
+
+
 def parts(cfg: Config) -> list[Part]:
     """Every variant that applies to every experiment, on its experiment script's own sweeps
     (its `plan`: same grid, same records), grouped by setting: GD, Ridge and MinNorm-OG's
@@ -172,13 +207,19 @@ def parts(cfg: Config) -> list[Part]:
     out: dict[tuple, Part] = {}
     for name in cfg.experiments:
         base = experiment_config(cfg, name)
-        for variant in (VARIANTS[v] for v in cfg.variants):
+        for variant in (VARIANTS[v] for v in variants(cfg, name)):
             if not variant.applies(base):
                 continue
-            for planned in SCRIPTS[name].plan(variant.config(base)).sweeps:
+            settings = variant.config(base)
+            if variant.scoped and hasattr(settings, "budgets"):
+                settings = dataclasses.replace(settings, budgets=tuple(t for t in settings.budgets
+                                                                        if t in cfg.scope_budgets))
+                if not settings.budgets:
+                    continue
+            for planned in SCRIPTS[name].plan(settings).sweeps:
                 key = (name, stable_hash(planned.experiment.setting()))
                 part = out.setdefault(key, Part(name, planned.experiment, {}))
-                part.jobs.setdefault(variant.name, []).extend(planned.jobs)
+                part.jobs.setdefault(variant.name, []).extend(variant.jobs(planned.jobs))
     return list(out.values())
 
 
@@ -324,7 +365,7 @@ def main(argv=None) -> int:
     cfg, profile, executor = parse_config(Config, PROFILES, __doc__.split("\n")[0], argv)
     out = RESULTS / "ablation" / profile
     print(f"Ablation · profile {profile} · experiments at their {cfg.source} settings: {', '.join(cfg.experiments)} · "
-          f"variants: {', '.join(cfg.variants)}")
+          f"variants: {', '.join(dict.fromkeys(cfg.table5_variants + cfg.image_variants))}")
     rows, trace = [], []
     for part in parts(cfg):
         experiment, setting, seeds = part.experiment, part.experiment.setting(), part.experiment.seeds()
@@ -341,7 +382,7 @@ def main(argv=None) -> int:
                 job = Job.of(variant.method, int(epochs), json.loads(config))
                 trace += [{"experiment": part.name, "setting": setting_of(experiment, epochs), "variant": name, **s}
                           for s in shares(experiment, job)]
-    order = {n: i for i, n in enumerate(cfg.variants)}
+    order = {n: i for i, n in enumerate(VARIANTS)}
     rows.sort(key=lambda r: (cfg.experiments.index(r["experiment"]), order[r["variant"]]))
     frame = pd.DataFrame(rows)
     out.mkdir(parents=True, exist_ok=True)
@@ -357,7 +398,7 @@ def main(argv=None) -> int:
         plt.close(fig)
     write_json(out / "config.json", {"profile": profile, "config": cfg, "caption": CAPTION,
                                      "experiments": {n: experiment_config(cfg, n) for n in cfg.experiments},
-                                     "variants": {n: VARIANTS[n] for n in cfg.variants}, "provenance": provenance()})
+                                     "variants": VARIANTS, "provenance": provenance()})
     print(text + f"\n\nwrote {out}/ablation.md, ablation.csv" + (", shares.csv, ablation.png/.pdf" if len(trace) else ""))
     return 0
 
