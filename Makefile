@@ -96,8 +96,8 @@ check: venv ## Exit non-zero if a stored tolerance or claim fails (reads results
 docs: venv ## Regenerate the tables of README.md and docs/ from mnog/targets.py and reference/
 	$(PYTHON) -m artifact.docs
 
-smoke: ## Kick the tires: one target of each experiment (and the standard benchmark) at the smoke profile, then its report
-	$(MAKE) table5 table2 figure1 figure6 table3 random_forgetting PROFILE=smoke
+smoke: ## Kick the tires: one target of each experiment (the standard benchmark, the ablation) at the smoke profile, then its report
+	$(MAKE) table5 table2 figure1 figure6 table3 random_forgetting ablation PROFILE=smoke
 	$(MAKE) report PROFILE=smoke
 
 # CHECKSUMS=<file> reads another checksums table (the tests use one); MNOG_DATA moves data/,

@@ -83,19 +83,26 @@ def run_setting(experiment: LabelErasure, executor: ExecutorConfig) -> tuple[pd.
                             for name, fit in training_fit(state).items()}
     planned = setting_sweep(experiment)
     records = sweep(experiment, planned.jobs, executor, desc=planned.desc)
+    points = field_means(frontier_points(records, cfg.trials), records)
+    return points.assign(figure=setting.figure), gt_point, initial_point
+
+
+def frontier_points(records: list[dict], trials: int, order: tuple[str, ...] = METHODS) -> pd.DataFrame:
+    """Every configuration's mean ± SE over its `trials` trials of retain quality and forget
+    error, with its method's frontier flag and its distance to (1, 0); rows in `order` of
+    the methods, then configuration (the same whatever order the jobs finished in)."""
     keys = ["method", "epochs", "config"]
-    quality, error = experiment.metrics
+    quality, error = LabelErasure.metrics
     points = summarize(records, quality, higher_is_better=True)[[*keys, "n", "mean", "se"]].merge(
         summarize(records, error)[[*keys, "mean", "se"]], on=keys, suffixes=("_quality", "_error"))
-    # Rows in the paper's method order, then configuration: the same file whatever order the jobs finished in.
-    points = points[points["n"] == cfg.trials].assign(order=lambda d: d["method"].map(METHODS.index))
+    points = points[points["n"] == trials].assign(order=lambda d: d["method"].map(order.index))
     points = points.sort_values(["order", "config"], kind="stable").drop(columns="order").reset_index(drop=True)
     points["frontier"] = False
     for method, group in points.groupby("method"):
         front = pareto_front(group["mean_quality"].to_numpy(), group["mean_error"].to_numpy())
         points.loc[group.index[front], "frontier"] = True
     points["distance"] = np.hypot(1 - points["mean_quality"], points["mean_error"])
-    return field_means(points, records).assign(figure=setting.figure), gt_point, initial_point
+    return points
 
 
 def setting_sweep(experiment: LabelErasure) -> Sweep:

@@ -45,6 +45,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
+from artifact.ablation import tables as ablation_tables
 from mnog.config import PROFILES, OneLineParser, auto_profile
 from mnog.errors import UserError, cli
 from mnog.compare import (FIELD_NOTE, cell, describe, deviation_note, field_cell, field_columns, field_header, fmt,
@@ -241,7 +242,7 @@ def target_blocks(o: Outcome) -> list:
     t = o.target
     blocks: list = [Heading(2, f"{t.paper} — `make {t.name}`: {o.status}")]
     figure = o.folder / f"{t.name}.png"
-    if t.kind in ("fits", "erasure") and figure.is_file():
+    if t.kind in ("fits", "erasure", "ablation") and figure.is_file():
         blocks.append(Figure(figure, t.shows))
     else:
         blocks.append(Para(t.shows))
@@ -285,6 +286,8 @@ def target_blocks(o: Outcome) -> list:
         blocks += erasure_blocks(o)
     if t.kind == "field":
         blocks += field_blocks(o)
+    if t.kind == "ablation":
+        blocks += ablation_blocks(o)
     if o.claims:
         blocks += [Para("The paper's claims, checked on our numbers:"),
                    Table(["claim", "result", "our numbers"],
@@ -373,6 +376,17 @@ def verdict(outcomes: list[Outcome], strict: bool = False) -> str:
                  f"this profile and {'is' if one else 'are'} not enforced{' (counted: --strict)' if strict else ''} "
                  "(why: paper_tables/notes.json, printed in REPORT.md)")
     return line
+
+
+def ablation_blocks(o: Outcome) -> list:
+    """One table per experiment: each variant of MinNorm-OG (and GD, Ridge) at its selected configuration."""
+    blocks = [Para("Each variant at its selected configuration (its experiment's grid and selection rule): Table 5 "
+                   "median (central range) over the trials, Label Erasure the frontier point closest to (1, 0) and "
+                   "Table 2 the best mean, ± the standard error over the trials.")]
+    for title, headers, rows in ablation_tables(read_stored(o.folder / f"{o.target.name}.csv", pd.read_csv, "the target's table (a CSV)",
+                                                            o.target.name)):
+        blocks += [Para(f"{title}:"), Table(headers, rows)]
+    return blocks
 
 
 def build(profile: str, results: Path = RESULTS) -> tuple[list, list[Outcome]]:

@@ -43,6 +43,7 @@ from mnog.config import field, parse_config
 from mnog.datasets import SinePoisoning
 from mnog.errors import UserError
 from mnog.experiment import Experiment, Prepared, Trial, job_seed, prepared, script_main, sweep
+from mnog.loop import UnlearnResult
 from mnog.methods import paper_methods
 from mnog.metrics import sup_error
 from mnog.models import mlp
@@ -137,21 +138,21 @@ class DataPoisoning(Experiment):
                   for i, seed in enumerate(seeds)}
         return Prepared(trials, (model, PROBLEM.test_grid(cfg.test_points).to(cfg.device)))
 
-    def unlearned_ensemble(self, state: Prepared, job: Job, seeds: list[int]) -> mnog.Ensemble:
+    def unlearned_ensemble(self, state: Prepared, job: Job, seeds: list[int]) -> tuple[mnog.Ensemble, UnlearnResult]:
         """θ* of `seeds` unlearned together by `job` (full data access, full batch), seeded as
-        one run (job_seed's trial -1). A member that diverges to NaN gets a NaN sup error,
-        recorded as diverged; the others stand."""
+        one run (job_seed's trial -1), and the run's result. A member that diverges to NaN gets
+        a NaN sup error, recorded as diverged; the others stand."""
         poisoned = state.evaluation[0]
         index = [self.seeds().index(t) for t in seeds]
         model = (copy.deepcopy(poisoned) if len(index) == poisoned.num_members
                  else mnog.Ensemble([poisoned.member(i) for i in index]))
         retain, forget = self.data(seeds)
-        mnog.unlearn(model, job.method, forget=forget, retain=retain, loss=self.task, epochs=job.epochs,
-                     seed=job_seed(job, self.setting(), -1), on_nonfinite="ignore", **job.config)
-        return model
+        result = mnog.unlearn(model, job.method, forget=forget, retain=retain, loss=self.task, epochs=job.epochs,
+                              seed=job_seed(job, self.setting(), -1), on_nonfinite="ignore", **job.config)
+        return model, result
 
     def run(self, state: Prepared, job: Job, seeds: list[int]) -> dict[int, dict[str, float]]:
-        model, grid = self.unlearned_ensemble(state, job, seeds), state.evaluation[1]
+        (model, _), grid = self.unlearned_ensemble(state, job, seeds), state.evaluation[1]
         errors = sup_error(model, grid)
         # The fits over the test grid, for Figures 1, 3-5 (`fits` reads those of the selected jobs).
         save_atomic({"curves": torch.from_numpy(_curves(model, grid)), "sup_error": errors}, self.fits_path(job, seeds))
@@ -221,7 +222,7 @@ def fits(experiment: DataPoisoning, best, records: list[dict]) -> tuple[dict[str
             # The float sums, and so the last digits, depend on the thread count: re-run with the
             # records' (a sweep worker may have used fewer threads than this process has).
             with torch_threads(threads):
-                model = experiment.unlearned_ensemble(state, job, seeds)
+                model, _ = experiment.unlearned_ensemble(state, job, seeds)
             return {"curves": torch.from_numpy(_curves(model, grid)), "sup_error": sup_error(model, grid)}
 
         fit = cached_state(experiment.fits_path(job, seeds), f"{method} at T = {epochs}: its fits", refit)

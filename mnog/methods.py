@@ -27,7 +27,7 @@ import dataclasses
 import typing
 import warnings
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Collection
 
 import torch
 import torch.nn.functional as F
@@ -168,11 +168,24 @@ class MinNormOGConfig(Hyperparameters):
     bn_mode: str = "batch"        # "batch": authors' batched train-mode forward; "eval": per sample
     solver: str = "gram"          # "gram": float64 k×k solve; "qr": pivoted Householder QR of G
     precision: str = "float32"    # of G: "float32" (authors) or "float64" (a float64 copy of θ)
+    # The ablation's variants (artifact/ablation.py); the defaults are Algorithm 1.
+    # span "none": G is empty and nothing is added back, so a projection step is θ ← (1 − s)·θ
+    # on the same schedule (no subsample is drawn or forwarded): GD plus a scheduled shrinkage.
+    span: str = "full"
+    # The parameters a projection step acts on (mnog.projection.scope_parameters): "all";
+    # "body": all but BatchNorm's scales and shifts and the heads; "heads": the output layers.
+    scope: str = "all"
 
     def __post_init__(self):
         super().__post_init__()
         if not 0 < self.lambda_reg <= 1:
             raise ValueError(f"MinNorm-OG needs 0 < lambda_reg <= 1, got {self.lambda_reg}")
+        for name, choices in (("span", SPANS), ("scope", projection.SCOPES)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
+
+
+SPANS = ("full", "none")
 
 
 # ---------------------------------------------------------------------------------------
@@ -523,7 +536,9 @@ class MinNormOG(Method):
     t mod T_proj = 0, every step first projects θ ← θ − s·P_{G⊥}(θ) with G the output
     gradients of a retain subsample B'_r (s = λ_reg·γ_reg^j at the j-th projection), then
     takes one AdamW step on J(θ; B_r) with a fresh gradient at the projected θ
-    (order="descent_first" swaps the two; order="authors" is the authors' stale gradient)."""
+    (order="descent_first" swaps the two; order="authors" is the authors' stale gradient).
+    The ablation's variants: span="none" replaces the projection by θ ← (1 − s)·θ; scope
+    restricts θ (of the projection or the shrinkage) to a part of the model."""
     name = "MinNorm-OG"
     Config = MinNormOGConfig
 
@@ -532,6 +547,7 @@ class MinNormOG(Method):
         self.projections = 0
         self.warned_empty = False
         self.trace: list[ProjectionStep] = []
+        self.scope = projection.scope_parameters(self.model, self.config.scope)   # None: all of θ
 
     @classmethod
     def check_budget(cls, config, epochs):
@@ -559,18 +575,24 @@ class MinNormOG(Method):
 
     def project(self, retain: Batch, untracked: bool = False) -> None:
         c = self.config
-        subsample = retain.take(perturbation_subsample(retain, c.n_pert, self.task, self.generator))
-        if len(subsample) == 0 and not self.warned_empty:
-            warnings.warn(f"MinNorm-OG: n_pert // (classes in the batch) = 0 (n_pert = {c.n_pert}), so the "
-                          "subsample is empty and each projection step only scales θ by 1 − s (as the "
-                          "authors' code does on Tiny ImageNet)", stacklevel=2)
-            self.warned_empty = True
         strength = c.lambda_reg * c.gamma_reg ** self.projections
-        before = squared_norm(self.model)
-        rank = projection.project_out(self.model, subsample.inputs, self.task, strength, bn_mode=c.bn_mode,
-                                      solver=c.solver, precision=c.precision, untracked=untracked)
-        self.trace.append(ProjectionStep(self.steps, len(subsample) * len(as_heads(subsample.targets)),
-                                         rank, strength, before, squared_norm(self.model)))
+        before = squared_norm(self.model, self.scope)
+        if c.span == "none":
+            projection.shrink(self.model, strength, untracked=untracked, parameters=self.scope)
+            rows, rank, inside = 0, torch.zeros((), dtype=torch.long), torch.zeros_like(before)
+        else:
+            subsample = retain.take(perturbation_subsample(retain, c.n_pert, self.task, self.generator))
+            if len(subsample) == 0 and not self.warned_empty:
+                warnings.warn(f"MinNorm-OG: n_pert // (classes in the batch) = 0 (n_pert = {c.n_pert}), so the "
+                              "subsample is empty and each projection step only scales θ by 1 − s (as the "
+                              "authors' code does on Tiny ImageNet)", stacklevel=2)
+                self.warned_empty = True
+            rank, inside = projection.project_out(self.model, subsample.inputs, self.task, strength,
+                                                  bn_mode=c.bn_mode, solver=c.solver, precision=c.precision,
+                                                  untracked=untracked, parameters=self.scope, span_norm=True)
+            rows = len(subsample) * len(as_heads(subsample.targets))
+        self.trace.append(ProjectionStep(self.steps, rows, rank, strength, before, squared_norm(self.model, self.scope),
+                                         inside))
         self.projections += 1
 
 
@@ -578,28 +600,41 @@ class MinNormOG(Method):
 class ProjectionStep:
     """What one MinNorm-OG projection did (tensors: one value per ensemble member; no device
     synchronisation while unlearning). θ' = θ − s·P_{G⊥}(θ) with P_{G⊥} orthogonal, so
-    ‖θ'‖² = ‖θ‖² − (1 − (1 − s)²)·‖P_{G⊥}θ‖² gives the orthogonal part from the two norms."""
+    ‖θ‖² = ‖P_G θ‖² + ‖P_{G⊥}θ‖²; without `inside`, ‖θ'‖² = ‖θ‖² − (1 − (1 − s)²)·‖P_{G⊥}θ‖² gives
+    the orthogonal part from the two norms (which rounding swamps when s is small)."""
     step: int               # optimizer steps before it
-    rows: int               # k: the columns of G (samples × heads)
+    rows: int               # k: the columns of G (samples × heads); 0 with span="none"
     rank: torch.Tensor      # G's numerical rank
     strength: float         # s
-    before: torch.Tensor    # ‖θ‖² before (float64)
+    before: torch.Tensor    # ‖θ‖² before (float64), θ the parameters the step acts on (its scope)
     after: torch.Tensor     # ‖θ‖² after
+    inside: torch.Tensor | None = None   # ‖P_G θ‖² before (float64), measured by the projection
 
     @property
     def orthogonal_share(self) -> torch.Tensor:
         """‖P_{G⊥}θ‖ / ‖θ‖: how much of θ lies outside the span of the output gradients."""
+        if self.inside is not None:
+            return (1 - self.inside / self.before).clamp(min=0).sqrt()
         shrink = 1 - (1 - self.strength) ** 2
         if shrink == 0:
             return torch.full_like(self.before, float("nan"))
         return ((self.before - self.after).clamp(min=0) / shrink / self.before).sqrt()
 
+    @property
+    def span_share(self) -> torch.Tensor:
+        """‖P_G θ‖ / ‖θ‖: the part of θ the step keeps (0 when G is empty)."""
+        if self.inside is not None:
+            return (self.inside / self.before).clamp(max=1).sqrt()
+        return (1 - self.orthogonal_share.clamp(max=1) ** 2).sqrt()
 
-def squared_norm(model: nn.Module) -> torch.Tensor:
-    """‖θ‖² over the trainable parameters in float64 (per member for an Ensemble)."""
+
+def squared_norm(model: nn.Module, parameters: Collection[str] | None = None) -> torch.Tensor:
+    """‖θ‖² over the trainable parameters (those named in `parameters`, when given; names as
+    mnog.projection.trainable_parameters gives them) in float64, per member for an Ensemble."""
     members = isinstance(model, Ensemble)
     return sum(p.detach().double().pow(2).flatten(1 if members else 0).sum(-1)
-               for p in model.parameters() if p.requires_grad)
+               for name, p in projection.trainable_parameters(model).items()
+               if parameters is None or name in parameters)
 
 
 # The paper's order of its methods (the columns of Tables 2, 5 and 17, the legends of its figures).

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from typing import Literal
+from typing import Collection, Literal
 
 import numpy as np
 import scipy.linalg
@@ -87,14 +87,20 @@ def couples_samples(model: nn.Module) -> bool:
 def project_out(model: nn.Module, inputs: Tensor, task: Task, strength: float, *,
                 path: Path = "auto", solver: Solver = "gram", bn_mode: BNMode = "batch",
                 precision: Precision = "float32", rtol: float = RTOL, chunk_size: int | None = None,
-                untracked: bool = False) -> Tensor:
+                untracked: bool = False, parameters: Collection[str] | None = None,
+                span_norm: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     """In place: θ ← θ + s·(P_G(θ) − θ), G from the outputs on `inputs` (the subsample B'_r).
 
     precision="float64" computes G from a float64 copy of θ and the inputs (docs/authors-code.md: on a
     trained MLP, G is so ill-conditioned that float32 rounding moves P_G(θ)). `untracked`
     writes θ through `.data`, invisible to autograd, so that a graph recorded before the
     projection still back-propagates (with the new weights): the authors' stale gradient.
-    Returns the numerical rank of G (one per ensemble member for an Ensemble).
+    `parameters` (names, as `scope_parameters` gives them; None: every trainable one) restricts
+    θ to a part of the model: G holds the output gradients with respect to that part only, and
+    the rest of θ stays as it is.
+    Returns the numerical rank of G (one per ensemble member for an Ensemble); with
+    `span_norm`, (rank, ‖P_G(θ)‖² in float64), the part of θ the step keeps, measured before
+    the step (a difference of norms after it would drown in rounding at small s).
     """
     if not 0.0 <= strength <= 1.0:
         raise ValueError(f"projection strength must lie in [0, 1], got {strength}")
@@ -108,21 +114,73 @@ def project_out(model: nn.Module, inputs: Tensor, task: Task, strength: float, *
         # subsample's statistics; do the same, once, at the same θ.
         model(inputs)
     targets, rank, finite = span_projection(model, inputs, task, path=path, solver=solver, bn_mode=bn_mode,
-                                            precision=precision, rtol=rtol, chunk_size=chunk_size)
+                                            precision=precision, rtol=rtol, chunk_size=chunk_size,
+                                            parameters=parameters)
     if not bool(finite.all()):
         raise NonFiniteError("MinNorm-OG: the per-sample output gradients on the retain subsample, or their "
                              "products with θ, hold NaN/Inf, so the projection is undefined (did training diverge?)")
-    for name, p in params.items():
-        (p.data if untracked else p).lerp_(targets[name].to(p.dtype), strength)
-    return rank
+    members = isinstance(model, Ensemble)
+    inside = sum((t.double().pow(2).flatten(1 if members else 0).sum(-1) for t in targets.values()),
+                 torch.zeros(rank.shape, dtype=torch.float64, device=rank.device)) if span_norm else None
+    for name, target in targets.items():
+        p = params[name]
+        (p.data if untracked else p).lerp_(target.to(p.dtype), strength)
+    return (rank, inside) if span_norm else rank
+
+
+@torch.no_grad()
+def shrink(model: nn.Module, strength: float, *, untracked: bool = False,
+           parameters: Collection[str] | None = None) -> None:
+    """In place: θ ← (1 − s)·θ over `parameters` (None: every trainable one). MinNorm-OG's step
+    with G empty (span="none"): the projection's shrinkage without its span. `untracked` as
+    in `project_out`."""
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"shrinkage strength must lie in [0, 1], got {strength}")
+    for name, p in trainable_parameters(model).items():
+        if parameters is None or name in parameters:
+            (p.data if untracked else p).mul_(1 - strength)
+
+
+SCOPES = ("all", "body", "heads")
+
+
+def scope_parameters(model: nn.Module, scope: str) -> list[str] | None:
+    """The trainable parameters a MinNorm-OG step acts on (names as `trainable_parameters`
+    gives them): "all" → None (every one); "heads" → those of the output layers (the modules
+    of a `heads` attribute, as ColorResNet's, else the last module that owns trainable
+    parameters: an MLP's last nn.Linear); "body" → the rest, less BatchNorm's scales and
+    shifts. ValueError if the scope holds none of the model's parameters."""
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}; choose one of {', '.join(SCOPES)}")
+    if scope == "all":
+        return None
+    base = model.base if isinstance(model, Ensemble) else model
+    owners = [(name, m) for name, m in base.named_modules()
+              if any(p.requires_grad for p in m.parameters(recurse=False))]
+    heads = getattr(base, "heads", None)
+    if isinstance(heads, nn.Module):
+        head_modules = {id(m) for m in heads.modules()}
+    else:
+        head_modules = {id(owners[-1][1])} if owners else set()
+    names = []
+    for name, module in owners:
+        is_head = id(module) in head_modules
+        if (scope == "heads") != is_head or (scope == "body" and isinstance(module, _BatchNorm)):
+            continue
+        names += [f"{name}.{p}" if name else p for p, t in module.named_parameters(recurse=False) if t.requires_grad]
+    if not names:
+        raise ValueError(f"MinNorm-OG scope {scope!r} holds none of {type(base).__name__}'s trainable parameters")
+    return names
 
 
 @torch.no_grad()  # torch.func differentiates inside; nothing here may join an outer graph
 def span_projection(model: nn.Module, inputs: Tensor, task: Task, *, path: Path = "auto",
                     solver: Solver = "gram", bn_mode: BNMode = "batch", precision: Precision = "float32",
-                    rtol: float = RTOL, chunk_size: int | None = None) -> tuple[dict[str, Tensor], Tensor, Tensor]:
-    """P_G(θ) for every trainable parameter, the numerical rank of G, and a finiteness flag
-    (false when G, GᵀG, Gᵀθ or the result holds NaN/Inf)."""
+                    rtol: float = RTOL, chunk_size: int | None = None, parameters: Collection[str] | None = None
+                    ) -> tuple[dict[str, Tensor], Tensor, Tensor]:
+    """P_G(θ) for every trainable parameter (of `parameters` only, when given: G then holds the
+    gradients with respect to those), the numerical rank of G, and a finiteness flag (false
+    when G, GᵀG, Gᵀθ or the result holds NaN/Inf)."""
     if path not in ("auto", "linear", "layerwise", "materialized"):
         raise ValueError(f"unknown path {path!r}; choose 'auto', 'linear', 'layerwise' or 'materialized'")
     if solver not in ("gram", "qr"):
@@ -136,10 +194,10 @@ def span_projection(model: nn.Module, inputs: Tensor, task: Task, *, path: Path 
         # G has no columns (a class-balanced subsample of a batch with more classes than
         # n_pert, the paper's formula): P_G(θ) = 0, so the step only scales θ by 1 − s.
         params = trainable_parameters(model)
-        return ({n: torch.zeros_like(p) for n, p in params.items()}, torch.zeros((), dtype=torch.long),
-                torch.ones((), dtype=torch.bool))
+        return ({n: torch.zeros_like(p) for n, p in params.items() if parameters is None or n in parameters},
+                torch.zeros((), dtype=torch.long), torch.ones((), dtype=torch.bool))
     chosen = resolve_path(model, path, solver, bn_mode)
-    trainable = [n for n, p in base.named_parameters() if p.requires_grad]
+    trainable = [n for n, p in base.named_parameters() if p.requires_grad and (parameters is None or n in parameters)]
 
     ensemble = isinstance(model, Ensemble)
     if ensemble and chosen == "materialized" and solver == "qr":

@@ -17,7 +17,8 @@ from mnog.compare import field_columns
 from mnog.errors import NonFiniteError
 from mnog.config import field
 from mnog.executors import Executor, Serial
-from mnog.methods import get_method
+from mnog.methods import SPANS, get_method
+from mnog.projection import SCOPES
 from mnog.results import ROOT, RecordStore, exclusive, now, provenance, stable_hash
 
 
@@ -74,9 +75,18 @@ class MethodOptions:
                                                                                  "authors"))
     minnorm_precision: str = field("float32", "MinNorm-OG's output gradients G: float32 (authors) or float64",
                                    choices=("float32", "float64"))
+    minnorm_span: str = field("full", "MinNorm-OG's span: full (Algorithm 1) or none (G empty: each projection step "
+                                      "is θ ← (1 − s)·θ, a scheduled shrinkage; artifact/ablation.py)",
+                              choices=SPANS)
+    minnorm_scope: str = field("all", "the parameters MinNorm-OG's projection (or shrinkage) acts on: all, body (all "
+                                      "but BatchNorm and the heads) or heads (the output layers)", choices=SCOPES)
 
     def method_options(self) -> dict[str, dict]:
-        return {"MinNorm-OG": {"order": self.minnorm_order, "precision": self.minnorm_precision}}
+        # span and scope enter a configuration only when not Algorithm 1's, so that MinNorm-OG's
+        # records keep their keys and a variant's never take them.
+        variant = {**({"span": self.minnorm_span} if self.minnorm_span != "full" else {}),
+                   **({"scope": self.minnorm_scope} if self.minnorm_scope != "all" else {})}
+        return {"MinNorm-OG": {"order": self.minnorm_order, "precision": self.minnorm_precision, **variant}}
 
 
 FIELD_RETAIN = 2000   # retain samples the field's metrics score by default (mnog.experiment.field_sets)
@@ -172,7 +182,8 @@ class ImageSweepConfig(MethodOptions):
 # The protocol options: a run that changes one of them from its profile's value writes its
 # tables and figures to results/<target>/<profile>+<option>=<value>/ (see `variant`).
 PROTOCOL_OPTIONS = ("precision", "bn_stats", "eval_precision", "grids", "minnorm_order", "minnorm_precision",
-                    "salun_mask_loss", "salun_unmasked", "l1_schedule", "npo_form", "seeding", "adamw")
+                    "minnorm_span", "minnorm_scope", "salun_mask_loss", "salun_unmasked", "l1_schedule", "npo_form",
+                    "seeding", "adamw")
 
 
 def variant(cfg, profile_cfg) -> str:

@@ -34,7 +34,7 @@ class Target:
     summary: str                 # one line for `make help`
     script: str                  # the module in artifact/ that makes it
     args: tuple[str, ...] = ()   # the script's arguments for this target
-    kind: str = "cells"          # what the report shows: cells (comparison.csv), fits, erasure, runtime, field
+    kind: str = "cells"          # what the report shows: cells (comparison.csv), fits, erasure, runtime, field, ablation
     needs: tuple[str, ...] = ()  # targets whose results it reads (run first when theirs are missing)
     shows: str = ""              # what the paper shows, and what to look for in ours (the report)
     gpu: bool = False            # its `paper` profile needs a GPU (else a CPU runs the paper's protocol)
@@ -115,6 +115,16 @@ TARGETS: tuple[Target, ...] = (
                  "smallest average gap to a model retrained from scratch on the rest (GT). SalUn's published numbers "
                  "(paper_tables/random_forgetting.json) are shown beside ours where a method matches, not checked: "
                  "only the `paper` profile is the same benchmark.", gpu=True),
+    Target("ablation", "— (what does the work in MinNorm-OG)", "MinNorm-OG taken apart (projection, shrinkage, "
+           "BatchNorm) on Tables 5, 2 and Figures 6, 8, 9", "ablation", kind="ablation",
+           shows="Not in the paper: MinNorm-OG's projection step θ ← (1 − s)·θ + s·P_G(θ) taken apart. Variants of "
+                 "the one method: span none (θ ← (1 − s)·θ on the same schedule: GD plus a scheduled shrinkage), "
+                 "scope heads and scope body (the projection on the output layers only, or on all but them and "
+                 "BatchNorm), beside GD and Ridge, and on the image experiments GD and MinNorm-OG with BatchNorm's "
+                 "statistics from the loss's batches only; each tuned over its experiment's grid with its selection "
+                 "rule. The figure: the share of θ inside the span, ‖P_G θ‖/‖θ‖, at every projection step of the "
+                 "selected configurations (mean over the trials; near 0 a projection step is a uniform shrinkage). "
+                 "Nothing is checked: docs/results/ablation.md reads the tables.", gpu=True),
 )
 BY_NAME = {t.name: t for t in TARGETS}
 

@@ -272,3 +272,30 @@ def test_random_forgetting_smoke_scores_every_method_by_the_fields_metrics(tmp_p
     assert beside.loc["FT", "ours_ua"] == pytest.approx(100 * table.set_index("method").loc["GD", "ua"])
     assert beside.loc[["RL", "IU", "BE", "BS", "SalUn-soft"], "ours_ua"].isna().all()
     assert "Published (not checked" in proc.stdout and "| l1-sparse" in proc.stdout
+
+
+def test_ablation_smoke_tables_every_variant_and_keys_their_records_apart(tmp_path):
+    proc = run("ablation", tmp_path, "--executor", "serial")
+    out = tmp_path / "ablation" / "smoke"
+    frame = pd.read_csv(out / "ablation.csv")
+    variants = {e: set(part["variant"]) for e, part in frame.groupby("experiment")}
+    common = {"MinNorm-OG", "span none", "span none, γ_reg 1", "scope heads", "scope body", "GD", "Ridge"}
+    assert variants == {"table5": common, "figure6": common | {"MinNorm-OG, bn_stats loss", "GD, bn_stats loss"},
+                        "table2": common | {"MinNorm-OG, bn_stats loss", "GD, bn_stats loss"}}
+    assert set(frame.loc[frame["experiment"] == "figure6", "metric"]) == {"retain_quality", "forget_error", "distance"}
+    assert (frame["n"] == 2).all() and frame["center"].notna().all()
+    text = (out / "ablation.md").read_text()
+    assert "### Data Poisoning (Table 5)" in text and "| span none" in text and "| span none" in proc.stdout
+    shares = pd.read_csv(out / "shares.csv")
+    assert set(shares["variant"]) == {"MinNorm-OG", "scope heads", "scope body", "MinNorm-OG, bn_stats loss"}
+    assert shares["span_share"].between(0, 1).all() and (out / "ablation.png").stat().st_size > 10_000
+    # Each variant's records sit in its experiment's store, keyed by its options: none takes another's key.
+    stored = records(tmp_path)
+    assert len({r["key"] for r in stored}) == len(stored)
+    assert {(c.get("span", "full"), c.get("scope", "all"), c["gamma_reg"] == 1) for c in (
+        r["config"] for r in stored if r["method"] == "MinNorm-OG")} == {
+        ("full", "all", False), ("none", "all", False), ("none", "all", True), ("full", "heads", False),
+        ("full", "body", False)}
+    erasure = [json.loads(line) for line in (tmp_path / "label_erasure" / "records.jsonl").read_text().splitlines()]
+    assert {(r["method"], r["setting"]["bn_stats"]) for r in erasure} == {
+        ("MinNorm-OG", "both"), ("GD", "both"), ("Ridge", "both"), ("MinNorm-OG", "loss"), ("GD", "loss")}

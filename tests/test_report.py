@@ -213,6 +213,29 @@ def test_run_runs_what_a_target_needs_first(tmp_path, monkeypatch):
     assert report.run("figure1", [], tmp_path) == 0 and calls == ["artifact.figure1_data_poisoning_fits"]
 
 
+def test_report_shows_the_ablations_tables_and_figure(tmp_path):
+    # ablation.csv as artifact/ablation.py writes it: one row per (experiment, variant, setting, metric).
+    out = tmp_path / "ablation" / PROFILE
+    rows = [{"experiment": "table5", "variant": v, "setting": f"T = {t}", "epochs": t, "metric": "sup_error",
+             "stat": "median", "center": m, "low": m - 0.1, "high": m + 0.2, "se": None, "config": "{}", "n": 10}
+            for v, m in (("MinNorm-OG", 0.77), ("span none", 1.9)) for t in (100, 1000)]
+    rows += [{"experiment": "figure6", "variant": "GD, bn_stats loss", "setting": "Figure 6", "epochs": 2,
+              "metric": metric, "stat": stat, "center": value, "se": se, "config": "{}", "n": 3}
+             for metric, stat, value, se in (("retain_quality", "mean", 0.31, 0.01), ("forget_error", "mean", 0.57, 0.02),
+                                             ("distance", "value", 0.87, None))]
+    out.mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(out / "ablation.csv", index=False)
+    png(out / "ablation.png")
+    write_json(out / "config.json", {"profile": PROFILE, "config": {}, "provenance": provenance()})
+    report.write_report(PROFILE, tmp_path)
+    md = " ".join((tmp_path / "REPORT.md").read_text().split())
+    assert "`make ablation`: done (no stored check: compare by eye)" in md and "ablation/cpu/ablation.png" in md
+    assert "Data Poisoning (Table 5): | variant | sup error, T = 100 | sup error, T = 1000 |" in md
+    assert "| MinNorm-OG | 0.77 (0.67, 0.97) | 0.77 (0.67, 0.97) |" in md
+    assert "| span none | 1.90 (1.80, 2.10) | 1.90 (1.80, 2.10) |" in md
+    assert "| GD, bn_stats loss | 0.310 ± 0.010 | 0.570 ± 0.020 | 0.870 |" in md
+
+
 def test_check_with_nothing_stored_says_so(tmp_path, capsys):
     assert report.check(PROFILE, tmp_path) == 2
     assert "no results at profile cpu" in capsys.readouterr().err
@@ -252,7 +275,7 @@ def test_make_all_skips_finished_targets_keeps_going_past_a_failure_and_ends_wit
     python.write_text(FAKE_PYTHON)
     python.chmod(0o755)
     order = ["table5", "figure1", "figure3", "figure4", "figure5", "table2", "figure6", "figure7", "figure2",
-             *[f"figure{n}" for n in range(8, 15)], "table3", "random_forgetting"]
+             *[f"figure{n}" for n in range(8, 15)], "table3", "random_forgetting", "ablation"]
     finished = results / "figure1" / "smoke" / ".done"  # a stamp newer than the code: figure1 is done
     finished.parent.mkdir(parents=True)
     finished.touch()
