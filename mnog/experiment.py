@@ -49,7 +49,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from mnog import mkl
+from mnog import mkl, rehearsal
 from mnog.config import PlanRequested
 from mnog.errors import NonFiniteError, cli
 from mnog.evaluation import evaluate
@@ -163,8 +163,17 @@ def field_sets(trial: Trial, test: tuple, retain_limit: int = FIELD_RETAIN, test
     2-core CPU); test = the experiment's test set, or with `test_limit` > 0 and a larger set a
     fixed random subsample of that many (seed 0: the same for every trial and job). A limit of
     0 keeps the whole set."""
-    return {"forget": trial.forget, "retain": _subsample(trial.retain, retain_limit, trial.seed),
+    sets = {"forget": trial.forget, "retain": _subsample(trial.retain, retain_limit, trial.seed),
             "test": _subsample(test, test_limit, 0)}
+    keep = rehearsal.scored(max(len(inputs) for inputs, _ in sets.values()), "field metrics")   # a rehearsal's cut
+    return {name: _first(pair, keep) for name, pair in sets.items()}
+
+
+def _first(pair: tuple, count: int) -> tuple:
+    inputs, targets = pair
+    if len(inputs) <= count:
+        return pair
+    return inputs[:count], tuple(t[:count] for t in targets) if isinstance(targets, tuple) else targets[:count]
 
 
 def _subsample(pair: tuple, limit: int, seed: int) -> tuple:
@@ -181,9 +190,12 @@ def training_fit(prepared: Prepared) -> dict[str, tuple[float, ...]]:
     """How well the trials' models fit their training sets (the paper's regime: θ*
     interpolates D_r ∪ D_f): for θ* on D_r, θ* on D_f and GT on D_r, the lowest over trials of
     mnog.metrics.fit_accuracy (per head, then all heads at once for a multi-head model)."""
-    fits = {"initial on D_r": [fit_accuracy(t.initial, *t.retain) for t in prepared.trials.values()],
-            "initial on D_f": [fit_accuracy(t.initial, *t.forget) for t in prepared.trials.values()],
-            "GT on D_r": [fit_accuracy(t.references["gt"], *t.retain) for t in prepared.trials.values()]}
+    def fit(model, pair):
+        return fit_accuracy(model, *_first(pair, rehearsal.scored(len(pair[0]), "training fit", full=False)))
+
+    fits = {"initial on D_r": [fit(t.initial, t.retain) for t in prepared.trials.values()],
+            "initial on D_f": [fit(t.initial, t.forget) for t in prepared.trials.values()],
+            "GT on D_r": [fit(t.references["gt"], t.retain) for t in prepared.trials.values()]}
     return {name: tuple(min(column) for column in zip(*values)) for name, values in fits.items()}
 
 
@@ -239,16 +251,19 @@ def _run(experiment: Experiment, state: Prepared, job: Job, seeds: list[int]) ->
     return experiment.run(state, job, seeds)
 
 
-def sweep(experiment: Experiment, jobs: list[Job], options: ExecutorConfig, desc: str) -> list[dict]:
+def sweep(experiment: Experiment, jobs: list[Job], options: ExecutorConfig, desc: str,
+          store: RecordStore | None = None) -> list[dict]:
     """Every record of `jobs` on the experiment's trials, running on the executor `options`
-    names whatever the record store lacks (mnog.sweep.run_sweep: resumable, one writer)."""
+    names whatever the record store lacks (mnog.sweep.run_sweep: resumable, one writer); the
+    store is results/<experiment.store>/records.jsonl unless `store` names another."""
     prepared(experiment)                        # the driver trains (or loads) every model first
+    jobs = rehearsal.jobs(jobs, desc)           # a rehearsal runs one job per method
     device = experiment.device()
     # Workers see their device as the driver chose it (one GPU each: "cuda").
     for_workers = experiment if options.executor == "serial" else _on_device(experiment, job_device(options, device))
     if options.executor != "serial":
         prepared.cache_clear()                  # the workers load their own copies
-    store = RecordStore(RESULTS / experiment.store / "records.jsonl")
+    store = store or RecordStore(RESULTS / experiment.store / "records.jsonl")
     with from_config(options, gpu=device.type == "cuda") as executor:
         return run_sweep(jobs, experiment.seeds(), Runner(_load, _run, for_workers), store, experiment.setting(), desc,
                          executor)

@@ -1,6 +1,7 @@
 """`unlearn`: the unlearning loop of SPEC §4 for any torch.nn.Module."""
 from __future__ import annotations
 
+import itertools
 import time
 import warnings
 from typing import Callable
@@ -10,6 +11,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from mnog import rehearsal
 from mnog.batches import as_batch, paired_batches, retain_subset
 from mnog.ensemble import members_of
 from mnog.errors import NonFiniteError
@@ -96,11 +98,15 @@ def unlearn(model: nn.Module, method: str, forget, retain, loss: str | Task, epo
     runner.start(forget, batch_size)
     steps_per_epoch = 1 if batch_size is None else -(-len(forget) // batch_size)
     batches = paired_batches(retain, forget, batch_size, epochs, members, generator)
-    for epoch, retain_batch, forget_batch in tqdm(batches, total=epochs * steps_per_epoch, disable=not progress,
-                                                  desc=method, unit="step", leave=False):
-        runner.step(epoch, retain_batch, forget_batch)
-        if on_step is not None:
-            on_step(runner.steps, epoch)
+    with rehearsal.timed("unlearn", method=method, batch_size=batch_size or len(forget)) as timing:
+        # A rehearsal (mnog.rehearsal) stops after a few steps.
+        for epoch, retain_batch, forget_batch in tqdm(itertools.islice(batches, rehearsal.unlearn_steps()),
+                                                      total=epochs * steps_per_epoch, disable=not progress,
+                                                      desc=method, unit="step", leave=False):
+            runner.step(epoch, retain_batch, forget_batch)
+            if on_step is not None:
+                on_step(runner.steps, epoch)
+        timing["steps"] = runner.steps
     seconds = time.perf_counter() - start
     bad = nonfinite_parameters(model)
     if bad and on_nonfinite != "ignore":
