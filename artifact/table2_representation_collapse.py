@@ -169,8 +169,7 @@ class RepresentationCollapse(Experiment):
             retain, forget = collapse_sets(cfg, data.train_images, data.train_labels, seed)
             retain, forget = retain.to(dev), forget.to(dev)
             initial, gt = self._models(retain, forget, seed)
-            trials[seed] = Trial(seed, initial, (retain.inputs(), retain.targets()), (forget.inputs(), forget.targets()),
-                                 {"gt": gt})
+            trials[seed] = Trial(seed, initial, retain, forget, {"gt": gt})   # uint8 images, rendered where used
         test = ColoredImages(data.test_images, colors=data.test_labels, labels=data.test_labels, palette=PALETTE,
                              norm=CIFAR_NORM).to(dev)                # in their class's color, as D_r
         return Prepared(trials, data.test_images.to(dev), test=(test.inputs(), test.targets()))

@@ -145,7 +145,7 @@ def main(argv=None) -> int:
         sync(dev)
         return time.perf_counter() - start
 
-    retain_labels = trials[0].retain[1][0]                                    # D_r's class labels
+    retain_labels = trials[0].retain.targets()[0]                             # D_r's class labels
     rows = {label: {"method": label, "trials": len(trials),
                     "subsample_per_class": per_class(options["n_pert"], retain_labels, setting.batch_size)
                     if "n_pert" in options else None} for label, _, options in variants(cfg)}

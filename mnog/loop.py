@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from mnog import rehearsal
 from mnog.batches import as_batch, paired_batches, retain_subset
+from mnog.colors import ColoredImages, rendered
 from mnog.ensemble import members_of
 from mnog.errors import NonFiniteError
 from mnog.methods import Hyperparameters, get_method
@@ -40,7 +41,9 @@ def unlearn(model: nn.Module, method: str, forget, retain, loss: str | Task, epo
 
     model:      any torch.nn.Module (or an mnog.Ensemble of identical modules).
     method:     a name in mnog.METHODS, e.g. "MinNorm-OG", "GD", "SCRUB".
-    forget, retain: (inputs, targets) tensor pairs; targets a tuple for multi-head models.
+    forget, retain: (inputs, targets) tensor pairs; targets a tuple for multi-head models. Or
+                a mnog.colors.ColoredImages (uint8 images and their colors; one model, not an
+                Ensemble): only what the run uses is rendered (D'_r of a retain set).
     loss:       "mse" (regression) or "cross_entropy" (classification; every head's
                 cross-entropy summed).
     epochs:     T. batch_size=None runs one full-batch step per epoch (Data Poisoning);
@@ -80,17 +83,14 @@ def unlearn(model: nn.Module, method: str, forget, retain, loss: str | Task, epo
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError(f"the model ({type(model).__name__}) has no trainable parameters to unlearn")
     members = members_of(model)
-    forget = as_batch(forget, members, "forget")
-    retain = as_batch(retain, members, "retain")
+    forget = as_batch(rendered(forget), members, "forget")
+    retain, kept = draw_retain(retain, p_retain, seed if retain_seed is None else retain_seed, members)
     check_finite(model)
     for name, batch in (("forget", forget), ("retain", retain)):
         check_inputs(model, task, batch, name)
 
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
-    kept = retain_subset(len(retain), p_retain, seed if retain_seed is None else retain_seed, members)
-    if kept is not None:
-        retain = retain.take(kept.to(device))
 
     model.train()
     runner = method_cls(config, model, task, epochs, generator, bn_stats=bn_stats)
@@ -117,6 +117,19 @@ def unlearn(model: nn.Module, method: str, forget, retain, loss: str | Task, epo
         warnings.warn(message, stacklevel=2)
     return UnlearnResult(method, config, epochs, runner.steps, seconds, kept, not bad,
                          tuple(getattr(runner, "trace", ())))
+
+
+def draw_retain(retain, p_retain: float, seed: int, members: int | None):
+    """(D'_r as a Batch, its indices in the retain set, or None when p_retain keeps all of it),
+    drawn on the CPU from `seed` alone (SPEC §4). A ColoredImages retain set renders D'_r
+    alone: a paper-scale D_r rendered whole takes GBs in float32 (Tiny ImageNet: 4.9 GB)."""
+    if isinstance(retain, ColoredImages):
+        kept = retain_subset(len(retain), p_retain, seed)
+        chosen = retain if kept is None else retain.take(kept.to(retain.images.device))
+        return as_batch(rendered(chosen), members, "retain"), kept
+    batch = as_batch(retain, members, "retain")
+    kept = retain_subset(len(batch), p_retain, seed, members)
+    return (batch if kept is None else batch.take(kept.to(batch.inputs.device))), kept
 
 
 def nonfinite_parameters(model: nn.Module) -> list[str]:

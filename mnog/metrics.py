@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from mnog import rehearsal
-from mnog.colors import ERASURE_RGB, GRAY, GREEN, RED, render
+from mnog.colors import ERASURE_RGB, GRAY, GREEN, RED, ColoredImages, render
 from mnog.ensemble import Ensemble
 
 
@@ -102,17 +102,21 @@ def erasure_metrics(model: nn.Module, images: Tensor, labels: Tensor, norm, batc
 
 
 @torch.no_grad()
-def fit_accuracy(model: nn.Module, inputs: Tensor, targets, batch_size: int = 500) -> tuple[float, ...]:
+def fit_accuracy(model: nn.Module, inputs, targets=None, batch_size: int = 500) -> tuple[float, ...]:
     """How well a classifier fits a set (D_r or D_f, as a Trial holds them: inputs and one
-    label tensor per head): per head, the fraction of samples predicted right, in eval mode;
-    for several heads, last, the fraction with every head right. A model that interpolates its
-    training set has 1.0 everywhere: the regime the paper's argument assumes."""
+    label tensor per head, or a ColoredImages, rendered a batch at a time, with its own
+    targets): per head, the fraction of samples predicted right, in eval mode; for several
+    heads, last, the fraction with every head right. A model that interpolates its training
+    set has 1.0 everywhere: the regime the paper's argument assumes."""
+    colored = isinstance(inputs, ColoredImages)
+    targets = inputs.targets() if colored else targets
+    device = inputs.images.device if colored else inputs.device
     was_training = model.training
     model.eval()
     heads = targets if isinstance(targets, tuple) else (targets,)
     hits = []
-    for index in torch.arange(len(inputs), device=inputs.device).split(batch_size):
-        outputs = model(inputs[index])
+    for index in torch.arange(len(inputs), device=device).split(batch_size):
+        outputs = model(inputs.inputs(index) if colored else inputs[index])
         outputs = outputs if isinstance(outputs, tuple) else (outputs,)
         hits.append(torch.stack([o.argmax(-1) == t[index] for o, t in zip(outputs, heads)]))
     model.train(was_training)
