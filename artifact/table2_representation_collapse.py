@@ -165,8 +165,9 @@ class RepresentationCollapse(Experiment):
         cfg, dev = self.cfg, self.device()
         data = load_image_data(cfg.dataset, per_class=cfg.per_class, test_per_class=cfg.test_per_class)
         trials = {}
+        images = data.train_images.to(dev)       # one copy on the device: every trial's D_r shows these
         for seed in self.seeds():
-            retain, forget = collapse_sets(cfg, data.train_images, data.train_labels, seed)
+            retain, forget = collapse_sets(cfg, images, data.train_labels, seed)
             retain, forget = retain.to(dev), forget.to(dev)
             initial, gt = self._models(retain, forget, seed)
             trials[seed] = Trial(seed, initial, retain, forget, {"gt": gt})   # uint8 images, rendered where used

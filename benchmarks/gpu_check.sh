@@ -7,11 +7,14 @@
 #              the paper's row (Retrain, MinNorm-OG, NGP, SCRUB, GD) over a grid of 2 values per
 #              axis (40 jobs), printed beside the paper's row (one trial: no standard error).
 #              What is reduced, so that it fits: θ* is the paper's recipe (20 gray warm-up epochs,
-#              then 50 on D_r ∪ D_f, lr × 0.1 every 20) but trains in bf16 autocast, not float32
-#              (the `make plan` numbers below: 30,085 images/s on an H200 in bf16, so θ*'s 3.5
-#              million images take about 2 minutes, and float32 would not fit); the GT model trains
-#              5 epochs, not 50 (it enters only the field's metrics, not Table 17's color
-#              accuracy); one trial, not five; 2 values per grid axis, not 3-4.
+#              then 50 on D_r ∪ D_f, lr × 0.1 every 20, batch 256) but trains in bf16 autocast, not
+#              float32 (H200, README "Speed": 30,085 training images/s in bf16, so θ*'s 3.5 million
+#              images take about 2 minutes; the paper's θ* + GT, 6 million images, about 3.5, and
+#              float32 is slower still); the GT model trains 5 epochs, not 50 (it enters only the
+#              field's metrics, not Table 17's color accuracy); one trial, not five; 2 values per
+#              grid axis, not 3-4. The sweep (40 jobs, each 20 unlearning steps and 112,500 scored
+#              images) is estimated at 1.5-2.5 minutes; the records it stores before a timeout are
+#              still compared.
 #   (b) 120 s  `make calibrate` at the paper profile, then `make plan` from it: hours per target
 #              and for `make all` on this GPU (the calibration file is kept: commit it as
 #              benchmarks/calibration/<device>.json).

@@ -159,8 +159,9 @@ class LabelErasure(Experiment):
         data = load_image_data(setting.dataset, per_class=cfg.per_class, test_per_class=cfg.test_per_class)
         classes = int(data.train_labels.max()) + 1
         trials = {}
+        images = data.train_images.to(dev)       # one copy on the device: every trial's D_r shows these
         for seed in self.seeds():
-            retain, forget = erasure_sets(setting, data.train_images, data.train_labels, seed)
+            retain, forget = erasure_sets(setting, images, data.train_labels, seed)
             retain, forget = retain.to(dev), forget.to(dev)
             initial, gt = self._models(setting, retain, forget, seed, classes)
             trials[seed] = Trial(seed, initial, retain, forget, {"gt": gt})   # uint8 images, rendered where used

@@ -74,6 +74,8 @@ def imagenet_resnet50_weights() -> dict:
     from mnog.download import DataUnavailable, fetch
     url = torchvision.models.ResNet50_Weights.IMAGENET1K_V1.url
     try:
+        if rehearsal.weights_missing():          # said once; not downloaded again for every model
+            raise DataUnavailable(rehearsal.weights_missing())
         path = fetch(url.rsplit("/", 1)[1], DATA)
     except DataUnavailable as exc:
         if not rehearsal.active():

@@ -42,6 +42,7 @@ import importlib
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -149,14 +150,22 @@ def _peaks() -> dict:
     return peaks
 
 
+_MISSING: list[str] = []   # why this process has no ResNet-50 ImageNet weights (once known)
+
+
 def without_weights(error: Exception) -> None:
-    """A rehearsal goes on without the ResNet-50 ImageNet weights: said once, in one line."""
+    """A rehearsal goes on without the ResNet-50 ImageNet weights: said once per process, in one line."""
     first = str(error).splitlines()[0]
-    log("weights", missing=first)
-    if "weights" not in _FULL:
-        _FULL.add("weights")
-        print(f"rehearsal: ResNet-50 ImageNet weights unavailable ({first}); Tiny ImageNet's models start from "
-              "random weights of the same shapes", file=sys.stderr, flush=True)
+    if not _MISSING:
+        _MISSING.append(first)
+        log("weights", missing=first)
+        print(f"rehearsal: {first} Tiny ImageNet's models start from random weights of the same shapes",
+              file=sys.stderr, flush=True)
+
+
+def weights_missing() -> str | None:
+    """Why the ResNet-50 ImageNet weights are unavailable, once a rehearsal found out; else None."""
+    return _MISSING[0] if active() and _MISSING else None
 
 
 if os.environ.get(ENV):
@@ -166,6 +175,9 @@ if os.environ.get(ENV):
 # -- the driver: every target, measured ---------------------------------------------------------
 
 IMAGE_SCRIPTS = ("table2_representation_collapse", "figure2_label_erasure", "table3_runtime", "random_forgetting")
+# What a CPU leaves out, and why: one step of Table 3's rows with a non-empty subsample (n_pert
+# 400: 800 rows of G, each a backward pass of ColorResNet-50 through 400 images) takes hours there.
+CPU_CUTS = {"table3": (["--span-n-pert", "0"], "rows with a non-empty subsample left out (a CPU needs hours per step)")}
 
 
 def image_targets() -> list[str]:
@@ -290,7 +302,8 @@ def summarize(outcome: Outcome, entries: list[dict], expected: tuple[int, int], 
     outcome.stages = {
         "data": bool(by("data")),
         "models": len({e["what"] for e in by("model")}) >= models,
-        "jobs": not jobs or (sum(e["jobs"] for e in sweeps) >= jobs and len(ran) >= max(e["run"] for e in sweeps)),
+        "jobs": not jobs or (bool(sweeps) and sum(e["jobs"] for e in sweeps) >= jobs
+                             and len(ran) >= max(e["run"] for e in sweeps)),
         "full scoring": bool(by("score")),
         "results": folder.is_dir() and any(folder.glob("*.md")) and _exit_status(folder) == 0,
     }
@@ -377,6 +390,9 @@ def main(argv=None) -> int:
     parser.add_argument("--train-batches", type=int, default=Cuts.train_batches, help="training batches per phase")
     parser.add_argument("--steps", type=int, default=Cuts.steps, help="unlearning steps per run")
     parser.add_argument("--scored", type=int, default=Cuts.scored, help="images per metric after its full pass")
+    parser.add_argument("--keep", action="store_true", help="keep what an earlier rehearsal stored in "
+                                                                "<results>/rehearsal (models, records: only what is "
+                                                                "missing runs); default: start afresh")
     parser.add_argument("--memory-limit", type=float, default=0.9 * available_gb(),
                         help="GiB: stop a target whose processes together pass it (default: 90%% of the memory "
                              "available now; 0: no limit)")
@@ -392,6 +408,12 @@ def main(argv=None) -> int:
     if min(args.train_batches, args.steps, args.scored, args.tiny_per_class) < 1 or args.trials < 0:
         parser.error("--train-batches, --steps, --scored and --tiny-per-class must be at least 1, --trials at least 0")
     folder = RESULTS / "rehearsal"
+    if not args.keep:                               # afresh: what an earlier rehearsal stored would not run again
+        for entry in folder.iterdir() if folder.is_dir() else ():
+            if entry.name != "data":                # the synthetic archive and decoded data sets stay
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    import torch
+    cuda = torch.cuda.is_available()
     tiny = args.tiny_imagenet
     if tiny == "auto":
         tiny = "official" if (DATA / TINY_IMAGENET_ARCHIVE).is_file() else "synthetic"
@@ -411,12 +433,15 @@ def main(argv=None) -> int:
         if extra:
             work, _, _ = target_work(name, args.profile, extra)
         extra += ["--no-enforce"] if "enforce" in options else []
+        cpu_cut, cpu_note = CPU_CUTS.get(name, ([], "")) if not cuda else ([], "")
+        extra += cpu_cut
         log = folder / "logs" / f"{name}.jsonl"
         log.parent.mkdir(parents=True, exist_ok=True)
         cut = Cuts(str(log), args.train_batches, args.steps, args.scored)
         print(f"\n== rehearsal: make {name} at the {args.profile} profile {' '.join(extra)}", flush=True)
         outcome = run_target(name, extra, {**env, ENV: json.dumps(dataclasses.asdict(cut))}, log, args.memory_limit,
                              planned_counts(work), folder / name / args.profile)
+        outcome.note = "; ".join(n for n in (outcome.note, cpu_note) if n)
         outcomes.append(outcome)
         print(table([outcome]), flush=True)
     status = subprocess.call([sys.executable, "-m", "artifact.report", "write", "--profile", args.profile,

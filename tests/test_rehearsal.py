@@ -29,9 +29,10 @@ def rehearsing(monkeypatch, tmp_path):
     log = tmp_path / "rehearsal.jsonl"
     monkeypatch.setenv(rehearsal.ENV, json.dumps({"log": str(log), "train_batches": 2, "steps": 3, "scored": 5}))
     monkeypatch.setattr(rehearsal, "_FULL", set())
+    monkeypatch.setattr(rehearsal, "_MISSING", [])
     rehearsal.cuts.cache_clear()
     yield lambda: [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    monkeypatch.delenv(rehearsal.ENV)
+    monkeypatch.delenv(rehearsal.ENV, raising=False)
     rehearsal.cuts.cache_clear()
 
 
@@ -160,3 +161,25 @@ def test_the_synthetic_tiny_imagenet_archive_loads_as_the_official_one(tmp_path)
     data = load_tiny_imagenet(tmp_path, download=False, resources=table)
     assert data.train_images.shape == (12, 3, 64, 64) and data.test_images.shape == (5, 3, 64, 64)
     assert data.train_labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4 and data.classes[0] == "synthetic class 0"
+
+
+def test_without_resnet50_weights_a_rehearsal_says_so_once_and_goes_on(rehearsing, monkeypatch, tmp_path, capsys):
+    """No network and no `make data`: the real download path fails with its message; a rehearsal
+    says so in one line and builds ColorResNet-50 from random weights, without asking again."""
+    from mnog import datasets, download
+    from mnog.models import ColorResNet
+    monkeypatch.setattr(datasets, "DATA", tmp_path)
+    monkeypatch.setenv("MNOG_MIRROR", (tmp_path / "nowhere").as_uri())
+    calls = []
+    fetch = download.fetch
+    monkeypatch.setattr(download, "fetch", lambda *a, **k: calls.append(a) or fetch(*a, **k))
+    for _ in range(2):
+        model = ColorResNet(50, heads=(200, 3), imagenet=True)
+    assert model.heads[0].out_features == 200 and len(calls) == 1
+    err = capsys.readouterr().err
+    assert err.count("resnet50-0676ba61.pth is needed but unavailable") == 1 and len(err.strip().splitlines()) == 1
+    assert [e["stage"] for e in rehearsing()] == ["weights"]
+    monkeypatch.delenv(rehearsal.ENV)
+    rehearsal.cuts.cache_clear()
+    with pytest.raises(download.DataUnavailable, match="Place the file by hand"):
+        ColorResNet(50, heads=(200, 3), imagenet=True)
