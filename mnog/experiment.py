@@ -166,7 +166,8 @@ def field_sets(trial: Trial, test: tuple, retain_limit: int = FIELD_RETAIN, test
     0 keeps the whole set."""
     sets = {"forget": trial.forget, "retain": _subsample(trial.retain, retain_limit, trial.seed),
             "test": _subsample(test, test_limit, 0)}
-    keep = rehearsal.scored(max(map(_size, sets.values())), "field metrics")     # a rehearsal's cut
+    shape = tuple(rendered(_first(sets["forget"], 1))[0].shape[1:])
+    keep = rehearsal.scored(max(map(_size, sets.values())), f"field metrics {shape}")     # a rehearsal's cut
     return {name: rendered(_first(data, keep)) for name, data in sets.items()}
 
 

@@ -70,7 +70,7 @@ def color_accuracy(model: nn.Module, images: Tensor, palette, norm, batch_size: 
     color; a prediction is correct when it names the color shown. Fraction over all.
     `precision`: as `scoring` (float32, or bfloat16 autocast); batch_size None: `scoring_batch`."""
     correct, batch_size = 0, batch_size or scoring_batch(model)
-    images = images[:rehearsal.scored(len(images), "color accuracy", len(palette))]
+    images = images[:rehearsal.scored(len(images), f"color accuracy {tuple(images.shape[1:])}", len(palette))]
     with scoring(model, precision):
         for color in range(len(palette)):
             for part in images.split(batch_size):
@@ -88,7 +88,7 @@ def erasure_metrics(model: nn.Module, images: Tensor, labels: Tensor, norm, batc
     (1 − p_θ(gray | x))² over the gray, red and green copies of every image (lower is
     better). The ideal point is (1, 0). `precision`: as `scoring`; batch_size None: `scoring_batch`."""
     correct, error, batch_size = 0, 0.0, batch_size or scoring_batch(model)
-    keep = rehearsal.scored(len(images), "erasure metrics", 3)
+    keep = rehearsal.scored(len(images), f"erasure metrics {tuple(images.shape[1:])}", 3)
     images, labels = images[:keep], labels[:keep]
     with scoring(model, precision):
         for part, part_labels in zip(images.split(batch_size), labels.split(batch_size)):

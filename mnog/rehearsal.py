@@ -99,20 +99,28 @@ def jobs(planned: list, desc: str) -> list:
     return first
 
 
-_FULL: set[str] = set()   # the metrics this process has scored on their whole set
+_FULL: set[str] = set()   # the metrics this process has seen scored on their whole set
 
 
 def scored(n: int, what: str, predictions: int = 1, full: bool = True) -> int:
-    """How many of a metric's `n` images to score: all, outside a rehearsal and (with `full`)
-    once per metric in a rehearsal's driver process (logged with its `predictions` per
-    image); else the rehearsal's `scored`."""
+    """How many of a metric's `n` images to score: all outside a rehearsal. In a rehearsal,
+    with `full`, all once per metric and set size in the whole rehearsal (the first target's
+    driver process to get there; logged with its `predictions` per image), else the
+    rehearsal's `scored`."""
     if not active():
         return n
     import multiprocessing
-    if full and what not in _FULL and multiprocessing.parent_process() is None:
-        _FULL.add(what)
-        log("score", what=what, images=n, predictions=n * predictions, full=True)
-        return n
+    key = f"{what}, {n} images"
+    if full and key not in _FULL and multiprocessing.parent_process() is None:
+        _FULL.add(key)
+        marker = Path(cuts().log).with_name(f".full-{hashlib.sha256(key.encode()).hexdigest()[:16]}")
+        try:
+            marker.touch(exist_ok=False)             # this rehearsal's first full pass of this metric and set
+        except FileExistsError:
+            log("score", what=key, predictions=n * predictions, earlier=True)
+        else:
+            log("score", what=key, predictions=n * predictions, earlier=False)
+            return n
     return min(n, cuts().scored)
 
 
