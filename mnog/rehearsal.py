@@ -395,6 +395,8 @@ def main(argv=None) -> int:
                                                                         "per class (500: the real 100,000)")
     parser.add_argument("--trials", type=int, default=0, help="trials of every target (0: the profile's); a cut "
                                                                   "for slow devices: memory grows with them")
+    parser.add_argument("--workers", type=int, default=0, help="the sweeps' local worker processes (0: the scripts' "
+                                                                   "default); fewer hold less memory at once")
     parser.add_argument("--train-batches", type=int, default=Cuts.train_batches, help="training batches per phase")
     parser.add_argument("--steps", type=int, default=Cuts.steps, help="unlearning steps per run")
     parser.add_argument("--scored", type=int, default=Cuts.scored, help="images per metric after its full pass")
@@ -413,8 +415,9 @@ def main(argv=None) -> int:
             check_dataset(args.dataset)
         except ValueError as exc:
             parser.error(f"--dataset: {exc}")
-    if min(args.train_batches, args.steps, args.scored, args.tiny_per_class) < 1 or args.trials < 0:
-        parser.error("--train-batches, --steps, --scored and --tiny-per-class must be at least 1, --trials at least 0")
+    if min(args.train_batches, args.steps, args.scored, args.tiny_per_class) < 1 or min(args.trials, args.workers) < 0:
+        parser.error("--train-batches, --steps, --scored and --tiny-per-class must be at least 1, --trials and "
+                     "--workers at least 0")
     folder = RESULTS / "rehearsal"
     if not args.keep:                               # afresh: what an earlier rehearsal stored would not run again
         for entry in folder.iterdir() if folder.is_dir() else ():
@@ -438,6 +441,8 @@ def main(argv=None) -> int:
             extra += ["--dataset", args.dataset]
         if args.trials:
             extra += ["--trials", str(args.trials)]
+        if args.workers and work.sweeps:
+            extra += ["--workers", str(args.workers)]
         if extra:
             work, _, _ = target_work(name, args.profile, extra)
         extra += ["--no-enforce"] if "enforce" in options else []
