@@ -81,10 +81,10 @@ $(RESULTS)/%/$(PROFILE)/.done: $(SOURCES) | $(VENV)/.installed
 	$(SUBMAKE) $*
 	@mkdir -p $(@D) && touch $@
 
-# ARGS="--dataset folder:PATH --tiny-imagenet synthetic ..." (python -m mnog.rehearsal --help); writes
+# ARGS="--dataset folder:PATH --tiny-imagenet synthetic ..." (python -m mnog.rehearse --help); writes
 # $(RESULTS)/rehearsal/ only, never the results a real run reads.
 rehearse: venv ## Rehearse the paper profile of every image target: paper shapes, every loop cut short (docs/gpu.md)
-	$(PYTHON) -m mnog.rehearsal $(ARGS)
+	$(PYTHON) -m mnog.rehearse $(ARGS)
 
 plan: venv ## Print every target's models to train, sweep jobs and projected time at PROFILE; runs nothing
 	$(PYTHON) -m mnog.plan --profile $(PROFILE)

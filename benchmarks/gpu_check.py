@@ -109,13 +109,15 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("slice", help="ours beside Table 17's row, from the stored records")
-    p = commands.add_parser("workers", help="jobs/s of Table 2's sweep per --workers-per-gpu value")
+    p = commands.add_parser("workers", help="jobs/s of Table 2's sweep per --workers-per-gpu value; after --, the "
+                                            "Table 2 script's arguments")
     p.add_argument("per_gpu", type=int, nargs="+", help="--workers-per-gpu values")
-    p.add_argument("args", nargs=argparse.REMAINDER, help="-- then the Table 2 script's arguments")
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:split])
     if args.command == "slice":
         return beside_paper()
-    return workers(args.per_gpu, args.args[1:] if args.args[:1] == ["--"] else args.args)
+    return workers(args.per_gpu, argv[split + 1:])
 
 
 if __name__ == "__main__":
