@@ -30,7 +30,7 @@ TARGETS := $(shell $(PYTHON_BASE) mnog/targets.py names)
 SOURCES := $(filter-out artifact/report.py,$(wildcard mnog/*.py artifact/*.py)) $(wildcard paper_tables/*)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test $(TARGETS) smoke plan calibrate bench all finished report check docs data verify lock clean
+.PHONY: help venv test $(TARGETS) smoke rehearse plan calibrate bench all finished report check docs data verify lock clean
 # One experiment at a time: each script already uses every core (or the GPU).
 .NOTPARALLEL:
 
@@ -80,6 +80,11 @@ SUBMAKE = $(MAKE) --no-print-directory
 $(RESULTS)/%/$(PROFILE)/.done: $(SOURCES) | $(VENV)/.installed
 	$(SUBMAKE) $*
 	@mkdir -p $(@D) && touch $@
+
+# ARGS="--dataset folder:PATH --tiny-imagenet synthetic ..." (python -m mnog.rehearse --help); writes
+# $(RESULTS)/rehearsal/ only, never the results a real run reads.
+rehearse: venv ## Rehearse the paper profile of every image target: paper shapes, every loop cut short (docs/gpu.md)
+	$(PYTHON) -m mnog.rehearse $(ARGS)
 
 plan: venv ## Print every target's models to train, sweep jobs and projected time at PROFILE; runs nothing
 	$(PYTHON) -m mnog.plan --profile $(PROFILE)

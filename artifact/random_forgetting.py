@@ -155,8 +155,7 @@ class RandomForgetting(Experiment):
         for seed in self.seeds():
             retain, forget = (s.to(dev) for s in forgetting_sets(cfg, data.train_images, data.train_labels, seed))
             initial, gt = self._models(retain, forget, seed, classes)
-            trials[seed] = Trial(seed, initial, (retain.inputs(), retain.targets()), (forget.inputs(), forget.targets()),
-                                 {"gt": gt})
+            trials[seed] = Trial(seed, initial, retain, forget, {"gt": gt})   # uint8 images, rendered where used
         test = ColoredImages(data.test_images, colors=torch.zeros_like(data.test_labels), labels=data.test_labels,
                              palette=None, norm=CIFAR_NORM).to(dev)
         return Prepared(trials, classes, test=(test.inputs(), test.targets()))

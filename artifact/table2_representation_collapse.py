@@ -164,12 +164,12 @@ class RepresentationCollapse(Experiment):
         cfg, dev = self.cfg, self.device()
         data = load_image_data(cfg.dataset, per_class=cfg.per_class, test_per_class=cfg.test_per_class)
         trials = {}
+        images = data.train_images.to(dev)       # one copy on the device: every trial's D_r shows these
         for seed in self.seeds():
-            retain, forget = collapse_sets(cfg, data.train_images, data.train_labels, seed)
+            retain, forget = collapse_sets(cfg, images, data.train_labels, seed)
             retain, forget = retain.to(dev), forget.to(dev)
             initial, gt = self._models(retain, forget, seed)
-            trials[seed] = Trial(seed, initial, (retain.inputs(), retain.targets()), (forget.inputs(), forget.targets()),
-                                 {"gt": gt})
+            trials[seed] = Trial(seed, initial, retain, forget, {"gt": gt})   # uint8 images, rendered where used
         test = ColoredImages(data.test_images, colors=data.test_labels, labels=data.test_labels, palette=PALETTE,
                              norm=CIFAR_NORM).to(dev)                # in their class's color, as D_r
         return Prepared(trials, data.test_images.to(dev), test=(test.inputs(), test.targets()))

@@ -60,6 +60,8 @@ class Config:
                                  choices=tuple(erasure.PROFILES))
     dataset: str = field("", "replace the figure profile's data set (e.g. folder:PATH; empty: the profile's)",
                          dataset=True)
+    trials: int = field(0, "trials timed, the figure profile's first ones (0: all of the figure profile's)",
+                        minimum=0)
     target: float = field(1.16, "MinNorm-OG / GD ratio to meet", above=0)
     n_pert: int = field(50, "MinNorm-OG's n_pert in its main row (the authors' timer: 50)", minimum=1)
     span_n_pert: int = field(400, "n_pert of the extra MinNorm-OG rows, whose subsample is not empty (0: no such rows)",
@@ -111,7 +113,8 @@ def timed_experiment(cfg: Config) -> erasure.LabelErasure:
     """Figure 7's experiment at the figure profile (its cached models are Figure 7's: the same
     cache entries), on cfg.dataset where one is given."""
     figure_cfg = replace(erasure.PROFILES[cfg.erasure_profile], figure=cfg.figure,
-                         **({"dataset": cfg.dataset} if cfg.dataset else {}))
+                         **({"dataset": cfg.dataset} if cfg.dataset else {}),
+                         **({"trials": cfg.trials} if cfg.trials else {}))
     return erasure.LabelErasure(figure_cfg, cfg.figure)
 
 
@@ -145,7 +148,7 @@ def main(argv=None) -> int:
         sync(dev)
         return time.perf_counter() - start
 
-    retain_labels = trials[0].retain[1][0]                                    # D_r's class labels
+    retain_labels = trials[0].retain.targets()[0]                             # D_r's class labels
     rows = {label: {"method": label, "trials": len(trials),
                     "subsample_per_class": per_class(options["n_pert"], retain_labels, setting.batch_size)
                     if "n_pert" in options else None} for label, _, options in variants(cfg)}

@@ -51,7 +51,7 @@ def main(argv=None) -> None:
     print(f"Figure {args.figure}, profile {args.profile}: {setting.label()}, {len(state.trials)} trials, "
           f"unlearning batch {setting.batch_size}")
 
-    fits = [{"trial": seed, "set": name, **dict(zip(("class", "color", "both"), fit_accuracy(trial.initial, *data)))}
+    fits = [{"trial": seed, "set": name, **dict(zip(("class", "color", "both"), fit_accuracy(trial.initial, data)))}
             for seed, trial in state.trials.items() for name, data in (("D_r", trial.retain), ("D_f", trial.forget))]
     print("\n1. Train accuracy of θ* (interpolation: 1.0 everywhere)\n"
           + tabulate(pd.DataFrame(fits), headers="keys", floatfmt=".3f", showindex=False))

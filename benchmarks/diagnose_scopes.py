@@ -4,7 +4,7 @@ that the projection keeps, ‖(P_G θ)_part‖/‖θ_part‖, for G over all of 
 alone (the ablation's scopes). Read on the ablation's cached models (run `make ablation` first,
 or the experiments' own targets).
 
-    python -m benchmarks.diagnose_scopes --profile cpu --dataset folder:../shared/data/cifar10-jpeg.tar.gz
+    python -m benchmarks.diagnose_scopes --profile cpu --dataset folder:PATH/cifar10-jpeg.tar.gz
 
 The first projection of MinNorm-OG's first step, on every trial: the subsample of the first
 retain batch (n_pert 50, class-balanced for a classifier), BatchNorm as in the experiments

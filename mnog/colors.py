@@ -97,6 +97,11 @@ class ColoredImages:
                        labels=labels if isinstance(self.labels, tuple) else labels[0])
 
 
+def rendered(data) -> tuple:
+    """(inputs, targets) of a set given as a ColoredImages (rendered now, all of it) or as such a pair."""
+    return (data.inputs(), data.targets()) if isinstance(data, ColoredImages) else data
+
+
 def concat(a: ColoredImages, b: ColoredImages) -> ColoredImages:
     """D_r ∪ D_f: two sets with the same palette and normalization."""
     if a.palette != b.palette or a.norm != b.norm:

@@ -26,7 +26,9 @@ from tqdm.auto import tqdm
 from mnog.errors import UserError, cli
 from mnog.results import ROOT
 
-CHECKSUMS = ROOT / "checksums.txt"
+# The checksums table; MNOG_CHECKSUMS names another (a mirror's re-packed files, a rehearsal's
+# synthetic archive: mnog.rehearsal).
+CHECKSUMS = Path(os.environ.get("MNOG_CHECKSUMS") or ROOT / "checksums.txt")
 
 # A checksums.txt algorithm -> (hashlib name, digest length in hex digits or None if any).
 # "sha256-prefix" is a leading part of the SHA-256, where only that is published (torchvision's

@@ -158,12 +158,12 @@ class LabelErasure(Experiment):
         data = load_image_data(setting.dataset, per_class=cfg.per_class, test_per_class=cfg.test_per_class)
         classes = int(data.train_labels.max()) + 1
         trials = {}
+        images = data.train_images.to(dev)       # one copy on the device: every trial's D_r shows these
         for seed in self.seeds():
-            retain, forget = erasure_sets(setting, data.train_images, data.train_labels, seed)
+            retain, forget = erasure_sets(setting, images, data.train_labels, seed)
             retain, forget = retain.to(dev), forget.to(dev)
             initial, gt = self._models(setting, retain, forget, seed, classes)
-            trials[seed] = Trial(seed, initial, (retain.inputs(), retain.targets()), (forget.inputs(), forget.targets()),
-                                 {"gt": gt})
+            trials[seed] = Trial(seed, initial, retain, forget, {"gt": gt})   # uint8 images, rendered where used
         test_images, test_labels = data.test_images.to(dev), data.test_labels.to(dev)
         gray = ColoredImages(test_images, colors=torch.full_like(test_labels, GRAY),
                              labels=(test_labels, torch.full_like(test_labels, GRAY)), palette=ERASURE_RGB,

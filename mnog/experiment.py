@@ -50,7 +50,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from mnog import mkl
+from mnog import mkl, rehearsal
+from mnog.colors import ColoredImages, rendered
 from mnog.config import PlanRequested
 from mnog.errors import NonFiniteError, cli
 from mnog.evaluation import evaluate
@@ -68,8 +69,8 @@ class Trial:
     """One trial: its seed, the initial model θ* and what `mnog.unlearn` takes."""
     seed: int
     initial: nn.Module
-    retain: tuple       # (inputs, targets): D_r (D'_r is drawn from it, per trial)
-    forget: tuple       # (inputs, targets): D_f
+    retain: Any         # D_r (D'_r is drawn from it, per trial): (inputs, targets), or a ColoredImages
+    forget: Any         # D_f, likewise (a ColoredImages holds uint8 images, rendered where a job uses them)
     references: dict[str, nn.Module] = field(default_factory=dict)   # e.g. {"gt": the ground-truth model}
 
 
@@ -172,27 +173,49 @@ def field_sets(trial: Trial, test: tuple, retain_limit: int = FIELD_RETAIN, test
     2-core CPU); test = the experiment's test set, or with `test_limit` > 0 and a larger set a
     fixed random subsample of that many (seed 0: the same for every trial and job). A limit of
     0 keeps the whole set."""
-    return {"forget": trial.forget, "retain": _subsample(trial.retain, retain_limit, trial.seed),
+    sets = {"forget": trial.forget, "retain": _subsample(trial.retain, retain_limit, trial.seed),
             "test": _subsample(test, test_limit, 0)}
+    shape = tuple(rendered(_first(sets["forget"], 1))[0].shape[1:])
+    keep = rehearsal.scored(max(map(_size, sets.values())), f"field metrics {shape}")     # a rehearsal's cut
+    return {name: rendered(_first(data, keep)) for name, data in sets.items()}
 
 
-def _subsample(pair: tuple, limit: int, seed: int) -> tuple:
-    inputs, targets = pair
-    if not limit or len(inputs) <= limit:
-        return pair
-    index = torch.randperm(len(inputs), generator=torch.Generator().manual_seed(seed))[:limit]
-    index = index.sort().values.to(inputs.device)
+def _size(data) -> int:
+    return len(data) if isinstance(data, ColoredImages) else len(data[0])
+
+
+def _pick(data, index: torch.Tensor):
+    """The samples at `index` of a set, given as the set is: a ColoredImages or an (inputs, targets) pair."""
+    if isinstance(data, ColoredImages):
+        return data.take(index.to(data.images.device))
+    inputs, targets = data
+    index = index.to(inputs.device)
     pick = lambda t: t[index]  # noqa: E731
     return pick(inputs), tuple(map(pick, targets)) if isinstance(targets, tuple) else pick(targets)
+
+
+def _first(data, count: int):
+    return data if _size(data) <= count else _pick(data, torch.arange(count))
+
+
+def _subsample(data, limit: int, seed: int):
+    if not limit or _size(data) <= limit:
+        return data
+    index = torch.randperm(_size(data), generator=torch.Generator().manual_seed(seed))[:limit]
+    return _pick(data, index.sort().values)
 
 
 def training_fit(prepared: Prepared) -> dict[str, tuple[float, ...]]:
     """How well the trials' models fit their training sets (the paper's regime: θ*
     interpolates D_r ∪ D_f): for θ* on D_r, θ* on D_f and GT on D_r, the lowest over trials of
     mnog.metrics.fit_accuracy (per head, then all heads at once for a multi-head model)."""
-    fits = {"initial on D_r": [fit_accuracy(t.initial, *t.retain) for t in prepared.trials.values()],
-            "initial on D_f": [fit_accuracy(t.initial, *t.forget) for t in prepared.trials.values()],
-            "GT on D_r": [fit_accuracy(t.references["gt"], *t.retain) for t in prepared.trials.values()]}
+    def fit(model, data):
+        data = _first(data, rehearsal.scored(_size(data), "training fit", full=False))    # a rehearsal's cut
+        return fit_accuracy(model, data) if isinstance(data, ColoredImages) else fit_accuracy(model, *data)
+
+    fits = {"initial on D_r": [fit(t.initial, t.retain) for t in prepared.trials.values()],
+            "initial on D_f": [fit(t.initial, t.forget) for t in prepared.trials.values()],
+            "GT on D_r": [fit(t.references["gt"], t.retain) for t in prepared.trials.values()]}
     return {name: tuple(min(column) for column in zip(*values)) for name, values in fits.items()}
 
 
@@ -212,7 +235,7 @@ def field_metrics(model: nn.Module, trial: Trial, test: tuple, retain_limit: int
     if folds < 2:
         return {}
     options = {"n_bootstrap": 0, "seed": trial.seed, "cv_folds": folds, "batch_size": scoring_batch(model)}
-    limits = (retain_limit, test_limit)
+    limits = (retain_limit, test_limit, *(len(inputs) for inputs, _ in sets.values()))   # (a rehearsal cuts the sets)
     cached = _REFERENCES.get(trial)
     if cached is None or cached[0] is not test or cached[1] != limits:
         cached = (test, limits, evaluate(trial.references["gt"], **sets, **options))
@@ -248,16 +271,19 @@ def _run(experiment: Experiment, state: Prepared, job: Job, seeds: list[int]) ->
     return experiment.run(state, job, seeds)
 
 
-def sweep(experiment: Experiment, jobs: list[Job], options: ExecutorConfig, desc: str) -> list[dict]:
+def sweep(experiment: Experiment, jobs: list[Job], options: ExecutorConfig, desc: str,
+          store: RecordStore | None = None) -> list[dict]:
     """Every record of `jobs` on the experiment's trials, running on the executor `options`
-    names whatever the record store lacks (mnog.sweep.run_sweep: resumable, one writer)."""
+    names whatever the record store lacks (mnog.sweep.run_sweep: resumable, one writer); the
+    store is results/<experiment.store>/records.jsonl unless `store` names another."""
     prepared(experiment)                        # the driver trains (or loads) every model first
+    jobs = rehearsal.jobs(jobs, desc)           # a rehearsal runs one job per method
     device = experiment.device()
     # Workers see their device as the driver chose it (one GPU each: "cuda").
     for_workers = experiment if options.executor == "serial" else _on_device(experiment, job_device(options, device))
     if options.executor != "serial":
         prepared.cache_clear()                  # the workers load their own copies
-    store = RecordStore(RESULTS / experiment.store / "records.jsonl")
+    store = store or RecordStore(RESULTS / experiment.store / "records.jsonl")
     with from_config(options, gpu=device.type == "cuda") as executor:
         return run_sweep(jobs, experiment.seeds(), Runner(_load, _run, for_workers), store, experiment.setting(), desc,
                          executor)

@@ -1,6 +1,7 @@
 """`unlearn`: the unlearning loop (docs/protocol.md#the-unlearning-loop) for any torch.nn.Module."""
 from __future__ import annotations
 
+import itertools
 import time
 import warnings
 from typing import Callable
@@ -10,7 +11,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from mnog import rehearsal
 from mnog.batches import as_batch, paired_indices, retain_subset
+from mnog.colors import ColoredImages, rendered
 from mnog.ensemble import members_of
 from mnog.errors import NonFiniteError, is_integer, is_number
 from mnog.methods import Hyperparameters, get_method
@@ -42,7 +45,9 @@ def unlearn(model: nn.Module, method: str, forget, retain, loss: str | Task, epo
 
     model:      any torch.nn.Module (or an mnog.Ensemble of identical modules).
     method:     a name in mnog.METHODS, e.g. "MinNorm-OG", "GD", "SCRUB".
-    forget, retain: (inputs, targets) tensor pairs; targets a tuple for multi-head models.
+    forget, retain: (inputs, targets) tensor pairs; targets a tuple for multi-head models. Or
+                a mnog.colors.ColoredImages (uint8 images and their colors; one model, not an
+                Ensemble): only what the run uses is rendered (D'_r of a retain set).
     loss:       "mse" (regression) or "cross_entropy" (classification; every head's
                 cross-entropy summed).
     epochs:     T. batch_size=None runs one full-batch step per epoch (Data Poisoning);
@@ -92,17 +97,14 @@ def unlearn(model: nn.Module, method: str, forget, retain, loss: str | Task, epo
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError(f"the model ({type(model).__name__}) has no trainable parameters to unlearn")
     members = members_of(model)
-    forget = as_batch(forget, members, "forget")
-    retain = as_batch(retain, members, "retain")
+    forget = as_batch(rendered(forget), members, "forget")
+    retain, kept = draw_retain(retain, p_retain, seed if retain_seed is None else retain_seed, members)
     check_finite(model)
     for name, batch in (("forget", forget), ("retain", retain)):
         check_inputs(model, task, batch, name)
 
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
-    kept = retain_subset(len(retain), p_retain, seed if retain_seed is None else retain_seed, members)
-    if kept is not None:
-        retain = retain.take(kept.to(device))
 
     model.train()
     runner = method_cls(config, model, task, epochs, generator, bn_stats=bn_stats, adamw=adamw)
@@ -111,14 +113,18 @@ def unlearn(model: nn.Module, method: str, forget, retain, loss: str | Task, epo
     steps_per_epoch = 1 if batch_size is None else -(-len(forget) // batch_size)
     indices = paired_indices(len(retain), len(forget), batch_size, epochs, members, generator, device)
     recorded = []
-    for epoch, r_index, f_index in tqdm(indices, total=epochs * steps_per_epoch, disable=not progress,
-                                        desc=method, unit="step", leave=False):
-        runner.step(epoch, retain if r_index is None else retain.take(r_index),
-                    forget if f_index is None else forget.take(f_index))
-        if record_batches:
-            recorded.append((epoch, _in_given_set(r_index, kept), f_index))
-        if on_step is not None:
-            on_step(runner.steps, epoch)
+    with rehearsal.timed("unlearn", method=method, batch_size=batch_size or len(forget)) as timing:
+        # A rehearsal (mnog.rehearsal) stops after a few steps.
+        for epoch, r_index, f_index in tqdm(itertools.islice(indices, rehearsal.unlearn_steps()),
+                                            total=epochs * steps_per_epoch, disable=not progress,
+                                            desc=method, unit="step", leave=False):
+            runner.step(epoch, retain if r_index is None else retain.take(r_index),
+                        forget if f_index is None else forget.take(f_index))
+            if record_batches:
+                recorded.append((epoch, _in_given_set(r_index, kept), f_index))
+            if on_step is not None:
+                on_step(runner.steps, epoch)
+        timing["steps"] = runner.steps
     seconds = time.perf_counter() - start
     bad = nonfinite_parameters(model)
     if bad and on_nonfinite != "ignore":
@@ -137,6 +143,19 @@ def _in_given_set(index: torch.Tensor | None, kept: torch.Tensor | None) -> torc
         return kept if index is None else index
     kept = kept.to(index.device)
     return kept[index] if index.dim() == 1 else kept.gather(-1, index)
+
+
+def draw_retain(retain, p_retain: float, seed: int, members: int | None):
+    """(D'_r as a Batch, its indices in the retain set, or None when p_retain keeps all of it),
+    drawn on the CPU from `seed` alone (docs/protocol.md#the-unlearning-loop). A ColoredImages retain set renders D'_r
+    alone: a paper-scale D_r rendered whole takes GBs in float32 (Tiny ImageNet: 4.9 GB)."""
+    if isinstance(retain, ColoredImages):
+        kept = retain_subset(len(retain), p_retain, seed)
+        chosen = retain if kept is None else retain.take(kept.to(retain.images.device))
+        return as_batch(rendered(chosen), members, "retain"), kept
+    batch = as_batch(retain, members, "retain")
+    kept = retain_subset(len(batch), p_retain, seed, members)
+    return (batch if kept is None else batch.take(kept.to(batch.inputs.device))), kept
 
 
 def nonfinite_parameters(model: nn.Module) -> list[str]:

@@ -6,7 +6,8 @@ import contextlib
 import torch
 from torch import Tensor, nn
 
-from mnog.colors import ERASURE_RGB, GRAY, GREEN, RED, render
+from mnog import rehearsal
+from mnog.colors import ERASURE_RGB, GRAY, GREEN, RED, ColoredImages, render
 from mnog.ensemble import Ensemble
 
 
@@ -69,6 +70,7 @@ def color_accuracy(model: nn.Module, images: Tensor, palette, norm, batch_size: 
     color; a prediction is correct when it names the color shown. Fraction over all.
     `precision`: as `scoring` (float32, or bfloat16 autocast); batch_size None: `scoring_batch`."""
     correct, batch_size = 0, batch_size or scoring_batch(model)
+    images = images[:rehearsal.scored(len(images), f"color accuracy {tuple(images.shape[1:])}", len(palette))]
     with scoring(model, precision):
         for color in range(len(palette)):
             for part in images.split(batch_size):
@@ -86,6 +88,8 @@ def erasure_metrics(model: nn.Module, images: Tensor, labels: Tensor, norm, batc
     (1 − p_θ(gray | x))² over the gray, red and green copies of every image (lower is
     better). The ideal point is (1, 0). `precision`: as `scoring`; batch_size None: `scoring_batch`."""
     correct, error, batch_size = 0, 0.0, batch_size or scoring_batch(model)
+    keep = rehearsal.scored(len(images), f"erasure metrics {tuple(images.shape[1:])}", 3)
+    images, labels = images[:keep], labels[:keep]
     with scoring(model, precision):
         for part, part_labels in zip(images.split(batch_size), labels.split(batch_size)):
             for color in (GRAY, RED, GREEN):
@@ -98,17 +102,21 @@ def erasure_metrics(model: nn.Module, images: Tensor, labels: Tensor, norm, batc
 
 
 @torch.no_grad()
-def fit_accuracy(model: nn.Module, inputs: Tensor, targets, batch_size: int = 500) -> tuple[float, ...]:
+def fit_accuracy(model: nn.Module, inputs, targets=None, batch_size: int = 500) -> tuple[float, ...]:
     """How well a classifier fits a set (D_r or D_f, as a Trial holds them: inputs and one
-    label tensor per head): per head, the fraction of samples predicted right, in eval mode;
-    for several heads, last, the fraction with every head right. A model that interpolates its
-    training set has 1.0 everywhere: the regime the paper's argument assumes."""
+    label tensor per head, or a ColoredImages, rendered a batch at a time, with its own
+    targets): per head, the fraction of samples predicted right, in eval mode; for several
+    heads, last, the fraction with every head right. A model that interpolates its training
+    set has 1.0 everywhere: the regime the paper's argument assumes."""
+    colored = isinstance(inputs, ColoredImages)
+    targets = inputs.targets() if colored else targets
+    device = inputs.images.device if colored else inputs.device
     was_training = model.training
     model.eval()
     heads = targets if isinstance(targets, tuple) else (targets,)
     hits = []
-    for index in torch.arange(len(inputs), device=inputs.device).split(batch_size):
-        outputs = model(inputs[index])
+    for index in torch.arange(len(inputs), device=device).split(batch_size):
+        outputs = model(inputs.inputs(index) if colored else inputs[index])
         outputs = outputs if isinstance(outputs, tuple) else (outputs,)
         hits.append(torch.stack([o.argmax(-1) == t[index] for o, t in zip(outputs, heads)]))
     model.train(was_training)

@@ -5,6 +5,7 @@ import torch
 import torchvision
 from torch import nn
 
+from mnog import rehearsal
 from mnog.ensemble import Ensemble
 
 
@@ -68,11 +69,21 @@ class ColorResNet(nn.Module):
 
 def imagenet_resnet50_weights() -> dict:
     """torchvision's ResNet50_Weights.IMAGENET1K_V1, fetched into $MNOG_DATA and verified
-    against checksums.txt like every other download (mnog.download.fetch)."""
+    against checksums.txt like every other download (mnog.download.fetch). A rehearsal
+    (mnog.rehearsal) that cannot have them goes on with random weights of the same shapes."""
     from mnog.datasets import DATA
-    from mnog.download import fetch
+    from mnog.download import DataUnavailable, fetch
     url = torchvision.models.ResNet50_Weights.IMAGENET1K_V1.url
-    return torch.load(fetch(url.rsplit("/", 1)[1], DATA), map_location="cpu", weights_only=True)
+    try:
+        if rehearsal.weights_missing():          # said once; not downloaded again for every model
+            raise DataUnavailable(rehearsal.weights_missing())
+        path = fetch(url.rsplit("/", 1)[1], DATA)
+    except DataUnavailable as exc:
+        if not rehearsal.active():
+            raise
+        rehearsal.without_weights(exc)
+        return torchvision.models.resnet50().state_dict()
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 class _ResNet18(torchvision.models.ResNet):

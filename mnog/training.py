@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from mnog import rehearsal
 from mnog.colors import ColoredImages
 from mnog.errors import NonFiniteError
 from mnog.results import atomically, exclusive
@@ -183,6 +184,7 @@ def train_cached(path: Path, model: nn.Module, phases: list[Phase], sgd: SGDConf
         return {"model": model.state_dict()}
 
     model.load_state_dict(cached_state(path, desc, train, next(model.parameters()).device, spec=spec)["model"])
+    rehearsal.log("model", what=path.name)
     return model
 
 
@@ -225,7 +227,7 @@ def train_classifier(model: nn.Module, phases: list[Phase], sgd: SGDConfig, *, s
     runs it through torch.compile. `deterministic` makes CUDA reproduce
     bit for bit (slower). With `checkpoint`, everything (model, optimizer, schedule, RNG,
     position) is saved atomically after every epoch and a later call resumes from the
-    last save."""
+    last save. In a rehearsal (mnog.rehearsal) each phase is one epoch cut to a few batches."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     device = next(model.parameters()).device
@@ -247,16 +249,20 @@ def train_classifier(model: nn.Module, phases: list[Phase], sgd: SGDConfig, *, s
         torch.backends.cudnn.benchmark = False
         torch.use_deterministic_algorithms(True, warn_only=True)
     forward = torch.compile(model) if compile else model
-    total = sum(p.epochs for p in phases)
+    epochs = [rehearsal.train_epochs(p.epochs) for p in phases]
+    total = sum(epochs)
     bar = tqdm(total=total, initial=done, desc=desc, unit="epoch", dynamic_ncols=True)
     epoch = 0
-    for phase in phases:
-        for _ in range(phase.epochs):
+    for phase, phase_epochs in zip(phases, epochs):
+        for _ in range(phase_epochs):
             epoch += 1
             if epoch <= done:
                 continue
-            loss = _train_epoch(model, forward, phase, optimizer, sgd.batch_size, generator,
-                                amp=precision == "bfloat16", channels_last=channels_last and cuda)
+            batches = rehearsal.train_batches()
+            with rehearsal.timed("train", model=_label(model, phase, sgd.batch_size, precision), what=desc,
+                                 batches=min(batches or 0, -(-len(phase.data) // sgd.batch_size))):
+                loss = _train_epoch(model, forward, phase, optimizer, sgd.batch_size, generator, batches=batches,
+                                    amp=precision == "bfloat16", channels_last=channels_last and cuda)
             schedule.step()
             bar.update()
             bar.set_postfix_str(f"loss {loss:.3f} lr {schedule.get_last_lr()[0]:.2g}")
@@ -272,16 +278,25 @@ def train_classifier(model: nn.Module, phases: list[Phase], sgd: SGDConfig, *, s
     model.to(memory_format=torch.contiguous_format)
 
 
+def _label(model: nn.Module, phase: Phase, batch_size: int, precision: str) -> str:
+    """What a training batch's cost depends on, in words (a rehearsal's log groups by it)."""
+    config = getattr(model, "config", {})
+    name = f"ResNet-{config['depth']} w{config['width']}" if config else type(model).__name__
+    side = phase.data.images.shape[-1]
+    return f"{name} {side}×{side} batch {batch_size}{' augmented' if phase.augment else ''} {precision}"
+
+
 def _train_epoch(model, forward, phase: Phase, optimizer, batch_size: int, generator, *, amp: bool,
-                 channels_last: bool) -> float:
-    """One epoch; `forward` is the model itself or its torch.compile'd version."""
+                 channels_last: bool, batches: int | None = None) -> float:
+    """One epoch (its first `batches` batches, if given); `forward` is the model itself or its
+    torch.compile'd version."""
     model.train()
     data = phase.data
     device = data.images.device
     order = torch.randperm(len(data), generator=generator, device=device)
     head_weights = phase.head_weights
     total, count = torch.zeros((), device=device), 0
-    for index in order.split(batch_size):
+    for index in order.split(batch_size)[:batches]:
         inputs = data.inputs(index)
         if phase.augment:
             inputs = random_resized_crop_flip(inputs, generator)
