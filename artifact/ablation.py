@@ -221,7 +221,16 @@ def parts(cfg: Config) -> list[Part]:
                 key = (name, stable_hash(planned.experiment.setting()))
                 part = out.setdefault(key, Part(name, planned.experiment, {}))
                 part.jobs.setdefault(variant.name, []).extend(variant.jobs(planned.jobs))
-    return list(out.values())
+    return [with_methods(part) for part in out.values()]
+
+
+def with_methods(part: Part) -> Part:
+    """`part` with its setting's methods those of all its jobs (the first variant's alone
+    otherwise): what planning costs a setting's steps by (mnog.plan.variants)."""
+    methods = tuple(dict.fromkeys(j.method for jobs in part.jobs.values() for j in jobs))
+    experiment = part.experiment
+    return dataclasses.replace(part, experiment=dataclasses.replace(
+        experiment, cfg=dataclasses.replace(experiment.cfg, methods=methods)))
 
 
 def plan(cfg: Config) -> Work:

@@ -62,7 +62,7 @@ How their code is driven from outside:
 
 Writes results/compare_authors/figure<N>-<profile>/: agreement.csv, references.csv, and with
 --sweep frontiers.csv and configurations.csv; run.json (the command, the authors' commit,
-provenance). Measured: docs/authors-agreement.md.
+provenance). Measured: docs/authors-code.md#agreement-with-the-authors-loop.
 """
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ from tabulate import tabulate
 from torch import nn
 from torch.utils.data import DataLoader
 
-from mnog.colors import ERASURE_RGB, GRAY, GREEN, RED, render
+from mnog.colors import ERASURE_RGB, GRAY, GREEN, RED, ColoredImages, render
 from mnog.config import parse_config
 from mnog.erasure import PROFILES, Config, LabelErasure
 from mnog.experiment import Trial, prepared
@@ -224,15 +224,19 @@ class Replay:
         return iter(next(self.passes))
 
 
-def samples(pair: tuple) -> list:
-    """(inputs, (class labels, color labels)) as a list of (input, (class, color)), on the CPU."""
-    inputs, (classes, colors) = pair
+def batch(data, index: torch.Tensor | None = None) -> tuple:
+    """(inputs, (class labels, color labels)) of a trial's set (a ColoredImages, rendered here,
+    or such a pair), all of it or the samples `index` picks."""
+    if isinstance(data, ColoredImages):
+        return data.inputs(index), data.targets(index)
+    inputs, (classes, colors) = data
+    return (inputs, (classes, colors)) if index is None else (inputs[index], (classes[index], colors[index]))
+
+
+def samples(data) -> list:
+    """A trial's set as a list of (input, (class, color)), on the CPU."""
+    inputs, (classes, colors) = batch(data)
     return list(zip(inputs.cpu(), zip(classes.cpu(), colors.cpu())))
-
-
-def batch(pair: tuple, index: torch.Tensor) -> tuple:
-    inputs, (classes, colors) = pair
-    return inputs[index], (classes[index], colors[index])
 
 
 def recorded(trial: Trial, result, salun: bool) -> Recorded:
@@ -317,7 +321,7 @@ def same_batches(experiment: LabelErasure, state, authors: Authors | None, conte
         for seed, trial in state.trials.items():
             ours, result = mnog_run(experiment, trial, job, row.protocol)
             entry = dict(zip(("mnog_quality", "mnog_error"), erasure_metrics(ours, images, labels, norm)))
-            heads = len(trial.retain[1])                 # G's columns: subsample × heads; all of the batch?
+            heads = len(batch(trial.retain, torch.arange(1))[1])   # G's columns: subsample × heads; all of the batch?
             entry["whole_batch"] = all(p.rows == heads * len(result.batches[p.step][1]) for p in result.projections)
             if authors is not None:
                 interface = authors.OnMnog("", authors_config(

@@ -122,7 +122,7 @@ class Experiment:
         """The seed of `job`'s run on `trial`: `job_seed`, or where the config's seeding is
         "trial" `mnog.sweep.trial_seed` (every configuration of the trial draws alike: the
         common random numbers of the authors' code)."""
-        if getattr(self.cfg, "seeding", "job") == "trial":
+        if getattr(getattr(self, "cfg", None), "seeding", "job") == "trial":
             return trial_seed(trial)
         return job_seed(job, self.setting(), trial)
 

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 import mnog
-from mnog import executors
+from mnog import executors, mkl
 from mnog.config import parse_config
 from mnog.results import RecordStore
 from mnog.sweep import Job, Runner, SweepError, run_job, run_sweep
@@ -257,7 +257,10 @@ def ray_cluster():
     temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")       # Ray's socket paths must stay short
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
     # The workers import the synthetic sweep above from this folder.
-    env = {**os.environ, **auth, "PYTHONPATH": os.pathsep.join([str(TESTS), str(ROOT)])}
+    # Its workers compute with the MKL kernels the scripts choose (they re-execute themselves with
+    # mnog.mkl's library; Ray's workers cannot), whether or not pytest ran under make.
+    env = {**os.environ, **auth, "PYTHONPATH": os.pathsep.join([str(TESTS), str(ROOT)]),
+           "LD_PRELOAD": mkl.ld_preload()}
     head = subprocess.Popen([str(Path(sys.executable).parent / "ray"), "start", "--head", "--block",
                              "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2",
                              "--num-gpus", "0", "--include-dashboard", "false", "--disable-usage-stats",
