@@ -8,7 +8,7 @@ MinNorm-OG's projection step θ ← θ − s·P_{G⊥}(θ) = (1 − s)·θ + s·
 adds back s times the part of θ inside the span of the retain output gradients G
 (docs/protocol.md#minnorm-og).
 Variants of the one method (mnog.methods.MinNormOGConfig, as --minnorm-span and
---minnorm-scope of every experiment script) take it apart:
+--minnorm-scope of every experiment script; declared in mnog.ablation) take it apart:
 
 * span none: G is empty, so each projection step is θ ← (1 − s)·θ on the same schedule
   s = λ_reg·γ_reg^j, and the rest of the step is unchanged: GD plus a scheduled shrinkage.
@@ -39,19 +39,16 @@ once more on every trial to trace ‖P_G θ‖/‖θ‖ at each projection (mnog
 Profiles: paper (every variant on Table 5 at the paper's protocol and on the image experiments
 at their paper profiles, a GPU: not run yet); cpu (Table 5 at the paper's protocol, Figures 6,
 8, 9 and Table 2's row at their cpu profiles, from the models and records those targets
-cached; with the JPEG archive: --dataset folder:PATH), within 30 minutes on a 2-core CPU: one
-scope per experiment, the one its θ* makes informative (`PROFILES`), Table 5's at T = 10 and
-100; smoke (tiny settings, seconds). Runtime: docs/results/ablation.md.
+cached; with the JPEG archive: --dataset folder:PATH), about half an hour on a 2-core CPU:
+Table 5's variants at T = 10 and 100, on the image experiments the variants that cost a GD
+run (mnog.ablation.PROFILES says which and why); smoke (tiny settings, seconds). Runtime and
+results: docs/results/ablation.md.
 Writes results/ablation/<profile>/: ablation.md (one table per experiment), ablation.csv,
 shares.csv, ablation.png and .pdf (the shares over the unlearning steps), config.json.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
-from dataclasses import dataclass
-from typing import Any
 
 import matplotlib
 
@@ -59,184 +56,19 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from tabulate import tabulate  # noqa: E402
 
-from artifact import figure2_label_erasure as erasure_script  # noqa: E402
-from artifact import table2_representation_collapse as table2  # noqa: E402
-from artifact import table5_data_poisoning as table5  # noqa: E402
-from mnog import erasure  # noqa: E402
-from mnog.compare import fmt  # noqa: E402
-from mnog.config import field, parse_config  # noqa: E402
+from mnog import ablation, erasure  # noqa: E402
+from mnog.ablation import PROFILES, TITLES, VARIANTS, Config, experiment_config, markdown, parts  # noqa: E402
+from mnog.config import parse_config  # noqa: E402
 from mnog.experiment import prepared, script_main, sweep  # noqa: E402
-from mnog.plan import Sweep, Work  # noqa: E402
-from mnog.results import RESULTS, provenance, stable_hash, write_json, write_text  # noqa: E402
+from mnog.plan import Work  # noqa: E402
+from mnog.results import RESULTS, provenance, write_json, write_text  # noqa: E402
 from mnog.sweep import Job, select_best, summarize  # noqa: E402
-
-
-# -- the variants --------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Variant:
-    """One row of every table: a registered method run with some of its experiment's options
-    changed (a field of the experiment script's Config: minnorm_span, bn_stats, ...)."""
-    name: str
-    method: str
-    options: tuple[tuple[str, Any], ...] = ()
-    fixed: tuple[tuple[str, Any], ...] = ()   # hyperparameters held at one value (their grid axis dropped)
-
-    def applies(self, cfg) -> bool:
-        """Whether the experiment has every option (Table 5 has no BatchNorm: no bn_stats)."""
-        return all(hasattr(cfg, name) for name, _ in self.options)
-
-    def config(self, cfg):
-        """The experiment's configuration that runs this variant alone."""
-        return dataclasses.replace(cfg, methods=(self.method,), **dict(self.options))
-
-    def jobs(self, grid: list[Job]) -> list[Job]:
-        """The variant's jobs from its experiment's: `fixed` set in each, duplicates dropped."""
-        return list(dict.fromkeys(Job.of(j.method, j.epochs, {**j.config, **dict(self.fixed)}) for j in grid))
-
-    @property
-    def scoped(self) -> bool:
-        """Whether it acts on a part of the model only (mnog.projection.scope_parameters)."""
-        return any(name == "minnorm_scope" for name, _ in self.options)
-
-    @property
-    def projects(self) -> bool:
-        """Whether its steps project onto a span (so that ‖P_G θ‖/‖θ‖ is worth tracing)."""
-        return self.method == "MinNorm-OG" and ("minnorm_span", "none") not in self.options
-
-
-VARIANTS = {v.name: v for v in (
-    Variant("MinNorm-OG", "MinNorm-OG"),
-    Variant("span none", "MinNorm-OG", (("minnorm_span", "none"),)),
-    Variant("span none, γ_reg 1", "MinNorm-OG", (("minnorm_span", "none"),), (("gamma_reg", 1.0),)),
-    Variant("scope heads", "MinNorm-OG", (("minnorm_scope", "heads"),)),
-    Variant("scope body", "MinNorm-OG", (("minnorm_scope", "body"),)),
-    Variant("GD", "GD"),
-    Variant("Ridge", "Ridge"),
-    Variant("MinNorm-OG, bn_stats loss", "MinNorm-OG", (("bn_stats", "loss"),)),
-    Variant("GD, bn_stats loss", "GD", (("bn_stats", "loss"),)),
-)}
-EXPERIMENTS = ("table5", "figure6", "figure8", "figure9", "table2")
-
-
-def _erasure(profile: str, figure: int):
-    return dataclasses.replace(erasure.PROFILES[profile], figure=str(figure))
-
-
-# The experiments' configurations at each profile: their own profiles' (so their cached models
-# and records), smoke cut further so that the whole run takes seconds.
-SOURCES = {
-    "paper": {"table5": table5.PROFILES["paper"], **{f"figure{n}": _erasure("paper", n) for n in (6, 8, 9)},
-              "table2": table2.PROFILES["paper"]},
-    "cpu": {"table5": table5.PROFILES["cpu"], **{f"figure{n}": _erasure("cpu", n) for n in (6, 8, 9)},
-            "table2": table2.PROFILES["cpu"]},
-    "smoke": {"table5": dataclasses.replace(table5.PROFILES["smoke"], trials=2, width=16, train_epochs=200,
-                                            budgets=(10,)),
-              **{f"figure{n}": dataclasses.replace(_erasure("smoke", n), per_class=12, test_per_class=4,
-                                                   train_epochs=2, batch_size=8, field_retain=40)
-                 for n in (6, 8, 9)},
-              "table2": dataclasses.replace(table2.PROFILES["smoke"], per_class=20, p_forget=0.05, test_per_class=4,
-                                            warm_epochs=0, initial_epochs=1, gt_epochs=1, batch_size=8,
-                                            field_retain=40)},
-}
-
-
-@dataclass(frozen=True)
-class Config:
-    source: str = field("paper", "the profile of the experiments whose settings, cached models and records the "
-                                 "ablation uses", choices=tuple(SOURCES))
-    experiments: tuple[str, ...] = field(EXPERIMENTS, "experiments to take apart", choices=EXPERIMENTS)
-    table5_variants: tuple[str, ...] = field(tuple(VARIANTS), "variants on Data Poisoning (rows of its table; those "
-                                                              "with BatchNorm options do not apply)",
-                                             choices=tuple(VARIANTS))
-    image_variants: tuple[str, ...] = field(tuple(VARIANTS), "variants on the image experiments (rows of their "
-                                                             "tables)", choices=tuple(VARIANTS))
-    dataset: str = field("", "the image experiments' data set (empty: their profile's), e.g. "
-                             "folder:PATH/cifar10-jpeg.tar.gz", dataset=True)
-    trace: bool = field(True, "re-run each projecting variant's selected configurations to trace ‖P_G θ‖/‖θ‖")
-    scope_budgets: tuple[int, ...] = field((10, 100, 1000), "Table 5's budgets T for the scope variants (one such "
-                                                            "variant at T = 1000 takes about 10 min on a 2-core CPU)",
-                                           choices=(10, 100, 1000))
-
-
-# cpu: within 30 minutes on a 2-core CPU, one scope per experiment, the one its θ* makes
-# informative (benchmarks/diagnose_scopes.py; docs/results/ablation.md): on Data Poisoning the
-# heads (1.8% of ‖θ‖², the only part the projection keeps much of: 76%), at T = 10 and 100 (at
-# T = 1000 a MinNorm-OG variant takes 10 minutes); on the image experiments the body (the
-# scale-invariant convolutions before BatchNorm: 65% of ‖θ‖², none of it in its own span). The
-# constant-strength shrinkage on Data Poisoning alone, where the shrinkage carries the result.
-PROFILES = {"paper": Config(source="paper"),
-            "cpu": Config(source="cpu", scope_budgets=(10, 100),
-                          table5_variants=("MinNorm-OG", "span none", "span none, γ_reg 1", "scope heads", "GD", "Ridge"),
-                          image_variants=("MinNorm-OG", "span none", "scope body", "GD", "Ridge",
-                                          "MinNorm-OG, bn_stats loss", "GD, bn_stats loss")),
-            "smoke": Config(source="smoke", experiments=("table5", "figure6", "table2"))}
-SCRIPTS = {"table5": table5, "figure6": erasure_script, "figure8": erasure_script, "figure9": erasure_script,
-           "table2": table2}
-
-
-def experiment_config(cfg: Config, name: str):
-    """Experiment `name`'s configuration: its source profile's, with the ablation's data set."""
-    base = SOURCES[cfg.source][name]
-    return dataclasses.replace(base, dataset=cfg.dataset) if cfg.dataset and hasattr(base, "dataset") else base
-
-
-@dataclass(frozen=True)
-class Part:
-    """One setting of an experiment and every variant's jobs on it: one sweep (one pool of
-    workers), whose records the variants then share out by key."""
-    name: str                                  # the experiment: table5, figure6, ...
-    experiment: Any                            # its setting (mnog.experiment.Experiment)
-    jobs: dict[str, list[Job]]                 # variant name -> its jobs, in the experiment's grid order
-
-    @property
-    def sweep(self) -> Sweep:
-        return Sweep(self.experiment, [j for jobs in self.jobs.values() for j in jobs],
-                     f"ablation {self.name} ({', '.join(self.jobs)})")
-
-
-def variants(cfg: Config, experiment: str) -> tuple[str, ...]:
-    return cfg.table5_variants if experiment == "table5" else cfg.image_variants
-
-
-def parts(cfg: Config) -> list[Part]:
-    """Every variant that applies to every experiment, on its experiment script's own sweeps
-    (its `plan`: same grid, same records), grouped by setting: GD, Ridge and MinNorm-OG's
-    variants share the experiment's setting, the bn_stats variants have their own."""
-    out: dict[tuple, Part] = {}
-    for name in cfg.experiments:
-        base = experiment_config(cfg, name)
-        for variant in (VARIANTS[v] for v in variants(cfg, name)):
-            if not variant.applies(base):
-                continue
-            settings = variant.config(base)
-            if variant.scoped and hasattr(settings, "budgets"):
-                settings = dataclasses.replace(settings, budgets=tuple(t for t in settings.budgets
-                                                                        if t in cfg.scope_budgets))
-                if not settings.budgets:
-                    continue
-            for planned in SCRIPTS[name].plan(settings).sweeps:
-                key = (name, stable_hash(planned.experiment.setting()))
-                part = out.setdefault(key, Part(name, planned.experiment, {}))
-                part.jobs.setdefault(variant.name, []).extend(variant.jobs(planned.jobs))
-    return [with_methods(part) for part in out.values()]
-
-
-def with_methods(part: Part) -> Part:
-    """`part` with its setting's methods those of all its jobs (the first variant's alone
-    otherwise): what planning costs a setting's steps by (mnog.plan.variants)."""
-    methods = tuple(dict.fromkeys(j.method for jobs in part.jobs.values() for j in jobs))
-    experiment = part.experiment
-    return dataclasses.replace(part, experiment=dataclasses.replace(
-        experiment, cfg=dataclasses.replace(experiment.cfg, methods=methods)))
 
 
 def plan(cfg: Config) -> Work:
     """What `main` trains and runs (mnog.plan): one sweep per setting (the traces' re-runs aside)."""
-    return Work(sweeps=tuple(part.sweep for part in parts(cfg)),
-                note="and a re-run of each projecting variant's selected configurations")
+    return ablation.plan(cfg)
 
 
 # -- selection: each experiment's own rule ----------------------------------------------------------
@@ -258,8 +90,8 @@ def selected(experiment, records: list[dict], variant: str) -> list[dict]:
     trials = experiment.cfg.trials
     rows = []
     if experiment.store == "label_erasure":
-        points = erasure_script.frontier_points(records, trials, order=(variant,))
-        for _, best in erasure_script.selected(points.assign(figure=experiment.figure)).iterrows():
+        points = erasure.frontier_points(records, trials, order=(variant,))
+        for _, best in erasure.selected(points.assign(figure=experiment.figure)).iterrows():
             common = {"setting": setting_of(experiment, best["epochs"]), "epochs": best["epochs"],
                       "config": best["config"], "n": best["n"]}
             rows += [{**common, "metric": metric, "stat": "mean", "center": best[f"mean_{part}"],
@@ -297,46 +129,7 @@ def shares(experiment, job: Job) -> list[dict]:
             for seed, values in traces for j, (step, share) in enumerate(zip(steps, values))]
 
 
-# -- tables and the figure ----------------------------------------------------------------------------
-
-METRICS = {"sup_error": "sup error", "color_accuracy": "color accuracy (%)", "retain_quality": "retain quality",
-           "forget_error": "forget error", "distance": "distance to (1, 0)"}
-TITLES = {"table5": "Data Poisoning (Table 5)", "figure6": "Label Erasure, Figure 6's setting",
-          "figure8": "Label Erasure, Figure 8's setting", "figure9": "Label Erasure, Figure 9's setting",
-          "table2": "Representation Collapse (Table 2)"}
-
-
-def cell(row) -> str:
-    """"median (low, high)", "mean ± se" or a value, at the precision of the experiment's metric."""
-    if row["stat"] == "median":
-        return f"{fmt(row['center'])} ({fmt(row['low'])}, {fmt(row['high'])})"
-    digits = 1 if row["metric"] == "color_accuracy" else 3
-    if pd.isna(row["center"]) or not math.isfinite(row["center"]):
-        return "—"
-    value = f"{row['center']:.{digits}f}"
-    return f"{value} ± {row['se']:.{digits}f}" if row["stat"] == "mean" else value
-
-
-def tables(frame: pd.DataFrame) -> list[tuple[str, list[str], list[list[str]]]]:
-    """One table per experiment, in the frame's order: (title, headers, rows); a row per variant,
-    a column per (setting, metric)."""
-    out = []
-    for experiment, part in frame.groupby("experiment", sort=False):
-        columns = list(dict.fromkeys(zip(part["setting"], part["metric"])))
-        several = len({s for s, _ in columns}) > 1
-        headers = ["variant", *(f"{METRICS[m]}, {s}" if several else METRICS[m] for s, m in columns)]
-        rows = []
-        for variant, cells in part.groupby("variant", sort=False):
-            found = {(r["setting"], r["metric"]): cell(r) for _, r in cells.iterrows()}
-            rows.append([variant, *(found.get(c, "—") for c in columns)])
-        out.append((TITLES.get(experiment, experiment), headers, rows))
-    return out
-
-
-def markdown(frame: pd.DataFrame) -> str:
-    return "\n\n".join(f"### {title}\n\n" + tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
-                       for title, headers, rows in tables(frame))
-
+# -- the figure ---------------------------------------------------------------------------------------
 
 def plot(trace: pd.DataFrame, title: str):
     panels = list(dict.fromkeys(zip(trace["experiment"], trace["setting"])))

@@ -54,15 +54,17 @@ import pandas as pd  # noqa: E402
 import scipy.stats  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
+from mnog import erasure  # noqa: E402
 from mnog.compare import FIELD_NOTE, claims_markdown, field_cell, field_columns, field_header, write_claims  # noqa: E402
 from mnog.config import parse_config  # noqa: E402
-from mnog.erasure import FIELD_HEADS, METHODS, PROFILES, SETTINGS, Config, LabelErasure, figures  # noqa: E402
+from mnog.erasure import (FIELD_HEADS, METHODS, PROFILES, SETTINGS, Config, LabelErasure, figures,  # noqa: E402
+                          frontier_points, selected, setting_sweep)
 from mnog.experiment import prepared, script_main, sweep, training_fit  # noqa: E402
 from mnog.executors import ExecutorConfig  # noqa: E402
 from mnog.metrics import erasure_metrics  # noqa: E402
-from mnog.plan import Sweep, Work  # noqa: E402
+from mnog.plan import Work  # noqa: E402
 from mnog.results import RESULTS, provenance, write_json, write_text  # noqa: E402
-from mnog.sweep import Job, field_means, method_grid, pareto_front, summarize, variant  # noqa: E402
+from mnog.sweep import field_means, variant  # noqa: E402
 
 
 # -- one setting: the reference points, the sweep, the frontiers ----------------------------
@@ -87,38 +89,9 @@ def run_setting(experiment: LabelErasure, executor: ExecutorConfig) -> tuple[pd.
     return points.assign(figure=setting.figure), gt_point, initial_point
 
 
-def frontier_points(records: list[dict], trials: int, order: tuple[str, ...] = METHODS) -> pd.DataFrame:
-    """Every configuration's mean ± SE over its `trials` trials of retain quality and forget
-    error, with its method's frontier flag and its distance to (1, 0); rows in `order` of
-    the methods, then configuration (the same whatever order the jobs finished in)."""
-    keys = ["method", "epochs", "config"]
-    quality, error = LabelErasure.metrics
-    points = summarize(records, quality, higher_is_better=True)[[*keys, "n", "mean", "se"]].merge(
-        summarize(records, error)[[*keys, "mean", "se"]], on=keys, suffixes=("_quality", "_error"))
-    points = points[points["n"] == trials].assign(order=lambda d: d["method"].map(order.index))
-    points = points.sort_values(["order", "config"], kind="stable").drop(columns="order").reset_index(drop=True)
-    points["frontier"] = False
-    for method, group in points.groupby("method"):
-        front = pareto_front(group["mean_quality"].to_numpy(), group["mean_error"].to_numpy())
-        points.loc[group.index[front], "frontier"] = True
-    points["distance"] = np.hypot(1 - points["mean_quality"], points["mean_error"])
-    return points
-
-
-def setting_sweep(experiment: LabelErasure) -> Sweep:
-    """One setting's sweep: every method's grid at the setting's T (`run_setting` runs it, `plan` counts it)."""
-    cfg, setting = experiment.cfg, experiment.panel
-    axes = dict(setting.grid)
-    if cfg.n_pert:
-        axes["n_pert"] = [cfg.n_pert]
-    jobs = [Job.of(m, setting.epochs, hp) for m in cfg.methods
-            for hp in method_grid(m, axes, cfg.grid_values, cfg.method_options(), setting.epochs)]
-    return Sweep(experiment, jobs, f"figure {setting.figure}")
-
-
 def plan(cfg: Config) -> Work:
     """What `main` trains and runs (mnog.plan): per setting, every trial's models, then its sweep."""
-    return Work(sweeps=tuple(setting_sweep(LabelErasure(cfg, figure)) for figure in figures(cfg)))
+    return erasure.plan(cfg)
 
 
 def mean_point(per_trial: list[tuple[float, float]], classes: int) -> dict:
@@ -127,12 +100,6 @@ def mean_point(per_trial: list[tuple[float, float]], classes: int) -> dict:
     se = scipy.stats.sem(values, axis=0) if len(values) > 1 else np.zeros(2)
     return {"quality": float(values[:, 0].mean()), "error": float(values[:, 1].mean()), "quality_se": float(se[0]),
             "error_se": float(se[1]), "classes": classes}
-
-
-def selected(points: pd.DataFrame) -> pd.DataFrame:
-    """Each method's selected configuration per figure: its frontier point closest to (1, 0)."""
-    front = points[points["frontier"].astype(bool)]
-    return front.loc[front.groupby(["figure", "method"])["distance"].idxmin()].sort_values(["figure", "distance"])
 
 
 def field_markdown(points: pd.DataFrame) -> str:

@@ -45,7 +45,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from artifact.ablation import tables as ablation_tables
+from mnog.ablation import tables as ablation_tables
 from mnog.config import PROFILES, OneLineParser, auto_profile
 from mnog.errors import UserError, cli
 from mnog.compare import (FIELD_NOTE, cell, describe, deviation_note, field_cell, field_columns, field_header, fmt,

@@ -37,8 +37,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from artifact import table5_data_poisoning as table5
-    from mnog import executors
+    from mnog import executors, poisoning
     from mnog.experiment import Runner, _load, _run, prepared
     from mnog.results import RESULTS, RecordStore, device_name
     from mnog.sweep import run_sweep
@@ -52,10 +51,10 @@ def main(argv=None) -> int:
 
     rows = []
     for grid_values in args.grid_values:
-        cfg = replace(table5.PROFILES["smoke"], grid_values=grid_values, budgets=(10, 100))
-        experiment = table5.DataPoisoning(cfg)
+        cfg = replace(poisoning.PROFILES["smoke"], grid_values=grid_values, budgets=(10, 100))
+        experiment = poisoning.DataPoisoning(cfg)
         prepared(experiment)  # θ* trained once, outside the timings
-        jobs, runner = table5.jobs(cfg), Runner(_load, _run, experiment)  # what mnog.experiment.sweep runs
+        jobs, runner = poisoning.jobs(cfg), Runner(_load, _run, experiment)  # what mnog.experiment.sweep runs
         serial = {}  # torch threads -> the serial run's metrics
         for name, detail, make, threads in backends:
             torch.set_num_threads(threads)  # the driver's own count: what a serial job computes with

@@ -23,7 +23,7 @@ import numpy as np
 from tabulate import tabulate
 
 import mnog
-from artifact import table5_data_poisoning as table5
+from mnog import poisoning
 from mnog.experiment import prepared
 from mnog.metrics import sup_error
 from mnog.results import RESULTS, RecordStore, device_name, provenance, write_json
@@ -37,10 +37,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error("--seeds must be at least 1")
-    cfg = table5.PROFILES["paper"]
-    experiment = table5.DataPoisoning(cfg)
+    cfg = poisoning.PROFILES["paper"]
+    experiment = poisoning.DataPoisoning(cfg)
     store = RecordStore(RESULTS / "table5" / "records.jsonl")
-    wanted = {job.key(experiment.setting(), t) for job in table5.jobs(cfg) for t in experiment.seeds()}
+    wanted = {job.key(experiment.setting(), t) for job in poisoning.jobs(cfg) for t in experiment.seeds()}
     records = [r for r in store.load() if r["key"] in wanted]        # the default protocol's records
     best = select_best(summarize(records, "sup_error"), n=cfg.trials)
     minnorm = best[(best["method"] == "MinNorm-OG") & best["epochs"].isin([100, 1000])]

@@ -21,8 +21,8 @@ import pandas as pd
 import torch
 from tabulate import tabulate
 
-from artifact.ablation import PROFILES, SCRIPTS, experiment_config
 from mnog import projection
+from mnog.ablation import MODULES, PROFILES, experiment_config
 from mnog.batches import as_batch, retain_subset
 from mnog.experiment import prepared
 from mnog.methods import perturbation_subsample
@@ -48,7 +48,7 @@ def main(argv=None) -> None:
     rows = []
     for name in cfg.experiments:
         settings = experiment_config(cfg, name)
-        experiment = SCRIPTS[name].plan(settings).sweeps[0].experiment
+        experiment = MODULES[name].plan(settings).sweeps[0].experiment
         n_pert = getattr(settings, "n_pert", 0) or 50                # the grids' n_pert
         state = prepared(experiment)
         protocol = experiment.protocol()

@@ -1,10 +1,12 @@
 """Multi-Class Label Erasure (docs/protocol.md#label-erasure): its settings, profiles, data and models.
 
-Two targets run this experiment, Figures 2 and 6-14 (`artifact/figure2_label_erasure.py`:
-sweeps, frontiers, claims) and Table 3 (`artifact/table3_runtime.py`: one timed epoch of every
-method on Figure 7's trials), so its declaration lives here, in the core, and both scripts
-build the same `LabelErasure` from the same profiles: Table 3 finds Figure 7's cached models
-because they are the same cache entries.
+Three targets run this experiment, Figures 2 and 6-14 (`artifact/figure2_label_erasure.py`:
+sweeps, frontiers, claims), Table 3 (`artifact/table3_runtime.py`: one timed epoch of every
+method on Figure 7's trials) and the ablation (`artifact/ablation.py`: MinNorm-OG's variants on
+Figures 6, 8 and 9's sweeps, selected by the same frontier rule), so its declaration, its
+sweeps and that rule live here, in the core, and the scripts build the same `LabelErasure`
+from the same profiles: Table 3 finds Figure 7's cached models, and the ablation Figure 6's
+records, because they are the same cache entries and record keys.
 
 D_r: the gray copy of every training image; D_f: a random p_color fraction of the red copies
 plus, drawn independently, the same fraction of the green copies (as the authors' code).
@@ -24,6 +26,8 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
+import numpy as np
+import pandas as pd
 import torch
 
 import mnog
@@ -35,9 +39,9 @@ from mnog.experiment import Experiment, Prepared, Trial, field_metrics
 from mnog.methods import paper_methods
 from mnog.metrics import erasure_metrics
 from mnog.models import ColorResNet
-from mnog.plan import Cost, ModelCost, Recipe, method_steps, variants
+from mnog.plan import Cost, ModelCost, Recipe, Sweep, Work, method_steps, variants
 from mnog.results import RESULTS, stable_hash
-from mnog.sweep import BEFORE_OPTIONS, ImageSweepConfig, search_grid
+from mnog.sweep import BEFORE_OPTIONS, ImageSweepConfig, Job, method_grid, pareto_front, search_grid, summarize
 from mnog.tasks import Task
 from mnog.training import label_erasure_recipe, train_cached
 
@@ -250,3 +254,46 @@ class LabelErasure(Experiment):
 
 
 FIELD_HEADS = ("class", "color")   # the heads of the field's metrics: head0_ (content class), head1_ (color)
+
+
+# -- the sweeps and their selection ----------------------------------------------------------------
+
+def setting_sweep(experiment: LabelErasure) -> Sweep:
+    """One setting's sweep: every method's grid at the setting's T (Figure 2's `run_setting`
+    runs it, `plan` counts it)."""
+    cfg, setting = experiment.cfg, experiment.panel
+    axes = dict(setting.grid)
+    if cfg.n_pert:
+        axes["n_pert"] = [cfg.n_pert]
+    jobs = [Job.of(m, setting.epochs, hp) for m in cfg.methods
+            for hp in method_grid(m, axes, cfg.grid_values, cfg.method_options(), setting.epochs)]
+    return Sweep(experiment, jobs, f"figure {setting.figure}")
+
+
+def plan(cfg: Config) -> Work:
+    """What Figure 2's `main` trains and runs (mnog.plan): per setting, every trial's models, then its sweep."""
+    return Work(sweeps=tuple(setting_sweep(LabelErasure(cfg, figure)) for figure in figures(cfg)))
+
+
+def frontier_points(records: list[dict], trials: int, order: tuple[str, ...] = METHODS) -> pd.DataFrame:
+    """Every configuration's mean ± SE over its `trials` trials of retain quality and forget
+    error, with its method's frontier flag and its distance to (1, 0); rows in `order` of
+    the methods, then configuration (the same whatever order the jobs finished in)."""
+    keys = ["method", "epochs", "config"]
+    quality, error = LabelErasure.metrics
+    points = summarize(records, quality, higher_is_better=True)[[*keys, "n", "mean", "se"]].merge(
+        summarize(records, error)[[*keys, "mean", "se"]], on=keys, suffixes=("_quality", "_error"))
+    points = points[points["n"] == trials].assign(order=lambda d: d["method"].map(order.index))
+    points = points.sort_values(["order", "config"], kind="stable").drop(columns="order").reset_index(drop=True)
+    points["frontier"] = False
+    for method, group in points.groupby("method"):
+        front = pareto_front(group["mean_quality"].to_numpy(), group["mean_error"].to_numpy())
+        points.loc[group.index[front], "frontier"] = True
+    points["distance"] = np.hypot(1 - points["mean_quality"], points["mean_error"])
+    return points
+
+
+def selected(points: pd.DataFrame) -> pd.DataFrame:
+    """Each method's selected configuration per figure: its frontier point closest to (1, 0)."""
+    front = points[points["frontier"].astype(bool)]
+    return front.loc[front.groupby(["figure", "method"])["distance"].idxmin()].sort_values(["figure", "distance"])

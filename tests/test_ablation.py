@@ -111,7 +111,7 @@ def test_unknown_span_or_scope_is_refused():
 
 
 def test_variants_records_are_keyed_by_their_options_and_leave_minnorm_ogs_keys_alone():
-    from artifact.table5_data_poisoning import PROFILES, jobs
+    from mnog.poisoning import PROFILES, jobs
     cfg = dataclasses.replace(PROFILES["smoke"], methods=("MinNorm-OG",))
     default = jobs(cfg)
     # Algorithm 1's configurations name no variant option: the keys of records stored before them.

@@ -1,4 +1,5 @@
 """The artifact scripts at the smoke profile, in subprocesses, as a user runs them."""
+import ast
 import fcntl
 import json
 import os
@@ -35,6 +36,24 @@ def run(script, results, *args, timeout=600):
 def records(results):
     return [json.loads(line) for line in (results / "table5" / "records.jsonl").read_text().splitlines()]
 
+
+# artifact/docs.py renders the report's sections into docs/: neither is a table's or a figure's script.
+TOOLS = {"docs.py": {"artifact.report"}}
+
+
+def test_no_script_imports_another_script():
+    """One flat script per table or figure: what two of them share lives in mnog/."""
+    for path in sorted((ROOT / "artifact").glob("*.py")):
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module == "artifact":
+                imported |= {f"artifact.{alias.name}" for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module)
+        scripts = {m for m in imported if m.startswith("artifact.")}
+        assert scripts <= TOOLS.get(path.name, set()), f"{path.name} imports {sorted(scripts)}"
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
@@ -137,7 +156,7 @@ def test_two_runs_of_table5_on_one_results_folder_cooperate(tmp_path):
     # the sweep, then reuses what it stored: one complete store, nothing computed twice. This
     # test holds θ*'s lock until both runs wait for it, so that they overlap however they are
     # scheduled.
-    from artifact.table5_data_poisoning import PROFILES, DataPoisoning, jobs
+    from mnog.poisoning import PROFILES, DataPoisoning, jobs
     from mnog.results import exclusive, stable_hash
     lock = tmp_path / "cache" / f".poisoned-{stable_hash(DataPoisoning(PROFILES['smoke']).cache_spec())}.pt.lock"
     logs = [(tmp_path / f"run{i}.out", tmp_path / f"run{i}.err") for i in range(2)]

@@ -210,7 +210,7 @@ def test_a_results_folder_that_is_a_file_stops_with_one_line(capsys, monkeypatch
     results = tmp_path / "results"
     results.write_text("not a folder")
     table5 = importlib.import_module("artifact.table5_data_poisoning")
-    for owner in (mnog.results, table5):
+    for owner in (mnog.results, importlib.import_module("mnog.poisoning"), table5):
         monkeypatch.setattr(owner, "RESULTS", results)
     with pytest.raises(SystemExit) as stop:
         table5.main(["--profile", "smoke"])
@@ -259,7 +259,7 @@ def tiny_table5(monkeypatch, results: Path):
     """Table 5's module with its results folder at `results`, and a smoke run small enough to
     reach the sweep at once (1 trial, θ* trained for 10 epochs, T = 10 only)."""
     table5 = importlib.import_module("artifact.table5_data_poisoning")
-    for owner in (mnog.results, mnog.experiment, table5):
+    for owner in (mnog.results, mnog.experiment, importlib.import_module("mnog.poisoning"), table5):
         monkeypatch.setattr(owner, "RESULTS", results)
     argv = ["--profile", "smoke", "--trials", "1", "--train-epochs", "10", "--budgets", "10", "--executor", "serial"]
     cfg = dataclasses.replace(table5.PROFILES["smoke"], trials=1, train_epochs=10, budgets=(10,))
@@ -350,7 +350,7 @@ def test_table5_training_that_diverges_says_so_in_one_line_with_the_flag_to_chan
 
 
 def test_a_models_cache_key_and_records_do_not_depend_on_how_its_device_is_spelled():
-    from artifact.table5_data_poisoning import PROFILES, DataPoisoning
+    from mnog.poisoning import PROFILES, DataPoisoning
     cpu, cpu0 = (DataPoisoning(dataclasses.replace(PROFILES["smoke"], device=d)) for d in ("cpu", "cpu:0"))
     assert cpu.cache_spec() == cpu0.cache_spec() and cpu.setting() == cpu0.setting()
     assert cpu.model_costs()[0].path == cpu0.model_costs()[0].path and cpu.recipe().key == cpu0.recipe().key
@@ -405,9 +405,9 @@ def test_a_cached_model_of_another_configuration_is_moved_aside_and_trained_agai
 
 
 def test_a_cached_theta_star_trained_for_other_epochs_is_retrained_not_used(monkeypatch, tmp_path):
-    table5 = importlib.import_module("artifact.table5_data_poisoning")
-    monkeypatch.setattr(table5, "RESULTS", tmp_path)
-    short, wanted = (table5.DataPoisoning(dataclasses.replace(table5.PROFILES["smoke"], trials=1, train_epochs=e))
+    poisoning = importlib.import_module("mnog.poisoning")
+    monkeypatch.setattr(poisoning, "RESULTS", tmp_path)
+    short, wanted = (poisoning.DataPoisoning(dataclasses.replace(poisoning.PROFILES["smoke"], trials=1, train_epochs=e))
                      for e in (10, 20))
     short.prepare()
     path = wanted.model_costs()[0].path

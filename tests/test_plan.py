@@ -71,7 +71,7 @@ def test_plan_on_a_script_takes_its_overrides_and_runs_nothing(tmp_path):
                   "--trials", "2", "--plan")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "models: 2, 2 to train" in proc.stdout
-    from artifact import table5_data_poisoning as t5
+    from mnog import poisoning as t5
     cfg = t5.PROFILES["smoke"].__class__(**{**t5.PROFILES["smoke"].__dict__, "budgets": (10,), "trials": 2})
     assert f"sweep table5: {len(t5.jobs(cfg))} jobs, {len(t5.jobs(cfg))} to run" in proc.stdout
     assert "projected: " in proc.stdout and not (tmp_path / "cache").exists()

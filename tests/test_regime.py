@@ -2,7 +2,6 @@
 grid thinning rule, train-set fit, step-by-step callbacks and MinNorm-OG's projection trace."""
 from __future__ import annotations
 
-import importlib
 import math
 
 import pytest
@@ -11,13 +10,13 @@ from torch import nn
 
 import mnog
 from mnog import projection
+from mnog.collapse import PROFILES as TABLE2
 from mnog.erasure import PROFILES as ERASURE, SETTINGS, Setting
 from mnog.methods import ProjectionStep, squared_norm
 from mnog.metrics import fit_accuracy
 from mnog.sweep import method_grid, thin_axis
 from mnog.tasks import Task
 
-TABLE2 = importlib.import_module("artifact.table2_representation_collapse")
 PAPER_TRAIN = {"cifar10": 50_000, "tiny_imagenet": 100_000}
 
 
@@ -37,7 +36,7 @@ def test_the_cpu_profile_keeps_the_papers_forget_batches_per_epoch(figure):
 
 
 def test_table2s_cpu_profile_keeps_the_papers_forget_batches_and_its_row():
-    cpu, paper = TABLE2.PROFILES["cpu"], TABLE2.PROFILES["paper"]
+    cpu, paper = TABLE2["cpu"], TABLE2["paper"]
     ours = math.ceil(10 * int(cpu.p_forget * cpu.per_class) / cpu.unlearn_batch)
     theirs = math.ceil(10 * int(paper.p_forget * 5000) / paper.batch_size)
     assert ours == theirs == 2

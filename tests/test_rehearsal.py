@@ -107,7 +107,7 @@ def test_trials_hold_their_retain_set_as_uint8_images_not_rendered_floats():
     """At the paper profile every trial held D_r rendered in float32 (Tiny ImageNet: 4.9 GB per
     trial, 24.6 GB for Figure 7's five, in the driver and again in every worker): the trials
     hold the uint8 images, and a job renders its D'_r alone."""
-    from artifact import table2_representation_collapse as table2
+    from mnog import collapse as table2
     cfg = dataclasses.replace(table2.PROFILES["smoke"], per_class=40, warm_epochs=1, initial_epochs=1, gt_epochs=1)
     state = table2.RepresentationCollapse(cfg, 0.01).prepare()
     for trial in state.trials.values():
