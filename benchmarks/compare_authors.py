@@ -471,14 +471,18 @@ def configurations(theirs: pd.DataFrame, ours: pd.DataFrame) -> pd.DataFrame:
 # -- the run -------------------------------------------------------------------------------------
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False,
-                                     epilog="Every other option is the Label Erasure scripts' "
-                                            "(python -m artifact.figure2_label_erasure --help).")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False, add_help=False,
+                                     epilog="Every other option is the Label Erasure scripts' (listed below).")
+    parser.add_argument("-h", "--help", action="store_true", help="show this help message and exit")
     parser.add_argument("--authors", type=Path, help="a checkout of the authors' release (without it: mnog's side "
                                                      "alone, e.g. to check this script)")
     parser.add_argument("--sweep", action="store_true", help="also run their whole sweep beside mnog's")
     parser.add_argument("--figure", default="6", help="the Label Erasure setting (a figure of 6 ... 14)")
     args, rest = parser.parse_known_args(argv)
+    if args.help:
+        parser.print_help()
+        print()
+        parse_config(Config, PROFILES, "the Label Erasure scripts' options", ["--help"])   # prints them, exits
     if args.sweep and args.authors is None:
         parser.error("--sweep runs the authors' sweep: it needs --authors")
     cfg, profile, executor = parse_config(Config, PROFILES, __doc__.split("\n")[0], [*rest, "--figure", args.figure])

@@ -25,7 +25,7 @@ SPAN = re.compile(r"`([^`\n]+)`")
 OTHER_FLAGS = {"--build-arg", "--platform", "--gpus"}
 # The project's own modules whose command lines the pages show, for the union of their flags.
 SCRIPTS = sorted({f"artifact.{t.script}" for t in TARGETS} | {"artifact.report", "artifact.docs", "mnog.plan",
-                  "mnog.download"} | {f"benchmarks.{p.stem}" for p in (ROOT / "benchmarks").glob("*.py")
+                  "mnog.download", "mnog.rehearse"} | {f"benchmarks.{p.stem}" for p in (ROOT / "benchmarks").glob("*.py")
                                      if not p.stem.startswith("_")})
 
 
