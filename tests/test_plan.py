@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import test_executors  # noqa: E402  (its synthetic sweep and helpers)
 
 
-def python(results, *args, env=(), timeout=400):
+def python(results, *args, env=(), timeout=1800):
     proc = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "MNOG_RESULTS": str(results), **dict(env)})
     return proc

@@ -27,7 +27,7 @@ def test_the_new_experiment_of_the_readme_runs_and_stores_its_records(tmp_path):
     (package / "__init__.py").write_text("")
     (package / "corrupted_labels.py").write_text(example("new-experiment"))
     proc = subprocess.run([sys.executable, "-m", "examples.corrupted_labels", "--profile", "smoke"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300,
+                          capture_output=True, text=True, timeout=1800,
                           env={"PATH": "/usr/bin:/bin", "MNOG_RESULTS": str(tmp_path / "results"),
                                "PYTHONPATH": f"{tmp_path}:{ROOT}"})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]

@@ -85,7 +85,7 @@ def test_the_rehearsal_of_the_smoke_profile_runs_every_stage(tmp_path):
     lands outside <results>/rehearsal."""
     env = {**os.environ, "MNOG_RESULTS": str(tmp_path), "MNOG_DATA": str(tmp_path / "data")}
     proc = subprocess.run([sys.executable, "-m", "mnog.rehearse", "table3", "--profile", "smoke", "--trials", "1",
-                           "--memory-limit", "0"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+                           "--memory-limit", "0"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=2400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert {p.name for p in tmp_path.iterdir()} == {"rehearsal"}
     folder = tmp_path / "rehearsal"

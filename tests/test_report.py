@@ -107,7 +107,7 @@ def make(*args: str, results: Path, python: str = sys.executable, **env) -> subp
     (venv / ".installed").touch()
     return subprocess.run(["make", "--no-print-directory", *args, f"PYTHON={python}", f"VENV={venv}"], cwd=ROOT,
                           env={**os.environ, "MNOG_RESULTS": str(results), "PROFILE": PROFILE, **env},
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=1800)
 
 
 def make_check(results: Path) -> subprocess.CompletedProcess:

@@ -160,7 +160,7 @@ def test_two_processes_appending_to_one_store_lose_and_duplicate_nothing(tmp_pat
     path = tmp_path / "records.jsonl"
     writers = [subprocess.Popen([sys.executable, "-c", HAMMER, str(path), name, "3000"], cwd=ROOT)
                for name in ("a", "b")]
-    assert [w.wait(timeout=300) for w in writers] == [0, 0]
+    assert [w.wait(timeout=1800) for w in writers] == [0, 0]
     lines = path.read_text().splitlines()
     keys = {r["key"] for r in RecordStore(path).load()}
     assert len(lines) == len(keys) == 2 * 3000 * 4
@@ -177,9 +177,9 @@ def test_a_second_run_of_the_same_work_waits_and_names_the_first(tmp_path):
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     waiting = second.stderr.readline()                            # blocks until the second run has to wait
     assert waiting.startswith(f"second: waiting for pid {first.pid} on") and str(lock) in waiting
-    first.communicate("\n", timeout=120)                          # the first run ends ...
+    first.communicate("\n", timeout=900)                          # the first run ends ...
     assert second.stdout.readline().strip() == "holding"          # ... and the second goes on
-    second.communicate("\n", timeout=120)
+    second.communicate("\n", timeout=900)
     assert first.returncode == second.returncode == 0
 
 
