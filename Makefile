@@ -49,10 +49,8 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed ## Create .venv with the pinned environment (torch 2.14.1, torchvision 0.29.1)
 
-# Two pytest workers, a test file each at a time (its module fixtures built once): the suite's
-# subprocess runs leave a core idle much of the time (start-up, imports, one-process stretches).
 test: venv ## Run the test suite (CI runs exactly this)
-	$(PYTHON) -m pytest -q -n 2 --dist loadfile
+	$(PYTHON) -m pytest -q
 
 # One rule for every table and figure: `artifact.report run` looks up its script in
 # mnog/targets.py, runs first what it needs (Figure 1 needs Table 5's results) and records
