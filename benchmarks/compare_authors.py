@@ -89,8 +89,8 @@ from torch.utils.data import DataLoader
 
 from mnog.colors import ERASURE_RGB, GRAY, GREEN, RED, ColoredImages, render
 from mnog.config import parse_config
-from mnog.erasure import PROFILES, Config, LabelErasure
-from mnog.experiment import Trial, prepared
+from mnog.erasure import PROFILES, Config, LabelErasure, frontier_points, setting_sweep
+from mnog.experiment import Trial, prepared, sweep
 from mnog.loop import unlearn
 from mnog.metrics import erasure_metrics
 from mnog.results import RESULTS, device_name, provenance, write_json
@@ -515,10 +515,10 @@ def main(argv=None) -> int:
         print(f"\n2. Their evaluate() against mnog.metrics.erasure_metrics on every trial's initial and GT model: "
               f"largest difference {gap:.2g}")
     if args.sweep:
-        from artifact.figure2_label_erasure import run_setting
         print("\n3. Their sweep on the same models (as their grid search runs it), beside mnog's")
         theirs = their_sweep(experiment, state, authors, context)
-        ours, _, _ = run_setting(experiment, executor)
+        planned = setting_sweep(experiment)                     # mnog's sweep of the setting, as make figureN
+        ours = frontier_points(sweep(experiment, planned.jobs, executor, desc=planned.desc), cfg.trials)
         ours["config"] = [hyperparameters_only(c, m) for c, m in zip(ours["config"], ours["method"])]
         theirs_front, ours_front = closest(theirs), closest(ours)
         theirs_front.merge(ours_front, on="method", how="outer", suffixes=("_authors", "_mnog")).to_csv(

@@ -1,8 +1,10 @@
 """The artifact scripts at the smoke profile, in subprocesses, as a user runs them."""
 import ast
+import dataclasses
 import fcntl
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -33,6 +35,30 @@ def run(script, results, *args, timeout=2400):
     return proc
 
 
+def plan_table(stdout: str) -> dict[str, dict]:
+    """The rows of `make plan`'s table: {target: {models, to train, jobs, to run, projected}}."""
+    rows = {}
+    for line in stdout.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 8 and cells[1].isdigit():
+            rows[cells[0]] = {"models": int(cells[1]), "to train": int(cells[2]), "jobs": int(cells[3]),
+                              "to run": int(cells[4]), "projected": cells[7]}
+    return rows
+
+
+def jobs_run(stdout: str) -> list[tuple[int, int]]:
+    """(to run, of) of every sweep a script ran: its "desc: N of M jobs to run" lines."""
+    return [(int(a), int(b)) for a, b in re.findall(r": (\d+) of (\d+) jobs to run", stdout)]
+
+
+def planned(target, results):
+    """`make plan`'s row of `target` at the smoke profile for `results`, without measuring."""
+    proc = subprocess.run([sys.executable, "-m", "mnog.plan", "--profile", "smoke", "--no-measure", target],
+                          cwd=ROOT, env=env(results), capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return plan_table(proc.stdout)[target]
+
+
 def records(results):
     return [json.loads(line) for line in (results / "table5" / "records.jsonl").read_text().splitlines()]
 
@@ -58,11 +84,20 @@ def test_no_script_imports_another_script():
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     results = tmp_path_factory.mktemp("results")
-    return results, run("table5_data_poisoning", results)
+    before = planned("table5", results)
+    return results, run("table5_data_poisoning", results), before
+
+
+def test_make_plan_counts_what_table5_then_runs_and_trains(smoke):
+    results, proc, before = smoke
+    assert jobs_run(proc.stdout) == [(before["to run"], before["jobs"])] and before["to run"] > 0
+    assert 4 * len(list((results / "cache").glob("poisoned-*.pt"))) == before["to train"] == 4   # 4 MLPs, one file
+    after = planned("table5", results)
+    assert (after["to run"], after["to train"], after["jobs"]) == (0, 0, before["jobs"])
 
 
 def test_table5_smoke_writes_table_comparison_and_records(smoke):
-    results, proc = smoke
+    results, proc, _ = smoke
     out = results / "table5" / "smoke"
     assert {"table5.md", "table5.csv", "comparison.csv", "config.json"} <= {p.name for p in out.iterdir()}
     best = pd.read_csv(out / "table5.csv")
@@ -83,9 +118,10 @@ def test_table5_smoke_writes_table_comparison_and_records(smoke):
 
 
 def test_table5_smoke_with_the_authors_stale_gradient_and_float64_g_writes_a_variant(smoke):
-    results, _ = smoke
+    results, _, _ = smoke
     before = len(records(results))
-    proc = run("table5_data_poisoning", results, "--minnorm-order", "authors", "--minnorm-precision", "float64")
+    proc = run("table5_data_poisoning", results, "--minnorm-order", "authors", "--minnorm-precision", "float64",
+               "--budgets", "10")
     variant = results / "table5" / "smoke+minnorm_order=authors,minnorm_precision=float64"
     assert (variant / "table5.md").exists() and "order authors, G in float64" in proc.stdout
     rows = records(results)
@@ -97,7 +133,7 @@ def test_table5_smoke_with_the_authors_stale_gradient_and_float64_g_writes_a_var
 
 
 def test_rerunning_table5_recomputes_nothing(smoke):
-    results, _ = smoke
+    results, _, _ = smoke
     before = (results / "table5" / "records.jsonl").read_text()
     proc = run("table5_data_poisoning", results)
     assert (results / "table5" / "records.jsonl").read_text() == before
@@ -134,7 +170,7 @@ def test_a_record_edited_by_hand_fails_check_and_shows_in_the_report(smoke, tmp_
 
 
 def test_figure1_smoke_plots_every_method_from_the_same_results(smoke):
-    results, _ = smoke
+    results, _, _ = smoke
     run("figure1_data_poisoning_fits", results, "--epochs", "100")
     out = results / "figure1" / "smoke"
     assert (out / "figure1.png").stat().st_size > 10_000 and (out / "figure1.pdf").exists()
@@ -156,12 +192,14 @@ def test_two_runs_of_table5_on_one_results_folder_cooperate(tmp_path):
     # the sweep, then reuses what it stored: one complete store, nothing computed twice. This
     # test holds θ*'s lock until both runs wait for it, so that they overlap however they are
     # scheduled.
+    # T = 10 only (8 of the sweep's 24 jobs): the runs cooperate the same way at every budget.
     from mnog.poisoning import PROFILES, DataPoisoning, jobs
     from mnog.results import exclusive, stable_hash
-    lock = tmp_path / "cache" / f".poisoned-{stable_hash(DataPoisoning(PROFILES['smoke']).cache_spec())}.pt.lock"
+    cfg = dataclasses.replace(PROFILES["smoke"], budgets=(10,))
+    lock = tmp_path / "cache" / f".poisoned-{stable_hash(DataPoisoning(cfg).cache_spec())}.pt.lock"
     logs = [(tmp_path / f"run{i}.out", tmp_path / f"run{i}.err") for i in range(2)]
     with exclusive(lock, "the test"):
-        runs = [subprocess.Popen(command("table5_data_poisoning"), cwd=ROOT, env=env(tmp_path), text=True,
+        runs = [subprocess.Popen(command("table5_data_poisoning", "--budgets", "10"), cwd=ROOT, env=env(tmp_path), text=True,
                                  stdout=open(out, "w"), stderr=open(err, "w")) for out, err in logs]
         deadline = time.monotonic() + 1800
         while time.monotonic() < deadline and not all(f"waiting for pid {os.getpid()} " in err.read_text()
@@ -172,12 +210,12 @@ def test_two_runs_of_table5_on_one_results_folder_cooperate(tmp_path):
     assert all(f"waiting for pid {os.getpid()} " in text for text in waited), waited
     lines = (tmp_path / "table5" / "records.jsonl").read_text().splitlines()
     keys = {json.loads(line)["key"] for line in lines}
-    assert len(lines) == len(keys) == len(jobs(PROFILES["smoke"])) * PROFILES["smoke"].trials
+    assert len(lines) == len(keys) == len(jobs(cfg)) * cfg.trials
     assert all(len(out.read_text().splitlines()) > 5 for out, _ in logs)          # both printed Table 5
 
 
 def test_a_killed_sweep_resumes_where_it_stopped(tmp_path):
-    args = ("--grid-values", "2", "--budgets", "10")
+    args = ("--grid-values", "2", "--budgets", "10", "--trials", "2")
     proc = subprocess.Popen(command("table5_data_poisoning", *args), cwd=ROOT, env=env(tmp_path),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     store = tmp_path / "table5" / "records.jsonl"
@@ -186,14 +224,14 @@ def test_a_killed_sweep_resumes_where_it_stopped(tmp_path):
         if store.exists():
             with open(store, "rb") as f:
                 fcntl.flock(f, fcntl.LOCK_SH)         # the sweep cannot append meanwhile (RecordStore.append)
-                if f.read().count(b"\n") >= 40:         # 40 of 168 records: the sweep is far from done
+                if f.read().count(b"\n") >= 20:         # 20 of 84 records: the sweep is far from done
                     proc.send_signal(signal.SIGKILL)
                     proc.wait()
                     break
         time.sleep(0.05)
     assert proc.wait() == -signal.SIGKILL, "the sweep ended before it could be interrupted"
     survived = store.read_text().splitlines()
-    assert 40 <= len(survived) < 168
+    assert 20 <= len(survived) < 84
     run("table5_data_poisoning", tmp_path, *args)
     final = store.read_text().splitlines()
     assert final[:len(survived)] == survived                  # finished records were kept, not recomputed

@@ -7,7 +7,7 @@ import sys
 import pandas as pd
 import pytest
 
-from test_artifacts import ROOT, env, records, run
+from test_artifacts import ROOT, env, jobs_run, planned, records, run
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +34,13 @@ def test_table2_smoke_runs_every_method_on_a_synthetic_image_set(tmp_path):
 
 
 def test_label_erasure_smoke_plots_frontiers_and_table3_times_every_method(tmp_path):
+    before = planned("figure6", tmp_path)
     proc = run("figure2_label_erasure", tmp_path, "--figure", "6")
+    # `make plan` counted what the sweep then ran and trained; planned again, nothing is left.
+    assert jobs_run(proc.stdout) == [(before["to run"], before["jobs"])] and before["to run"] > 0
+    assert len(list((tmp_path / "cache").glob("erasure-*.pt"))) == before["to train"] > 0
+    after = planned("figure6", tmp_path)
+    assert (after["to run"], after["to train"], after["jobs"]) == (0, 0, before["jobs"])
     out = tmp_path / "figure6" / "smoke"
     assert (out / "figure6.png").stat().st_size > 10_000 and (out / "figure6.pdf").exists()
     points = pd.read_csv(out / "figure6.csv")

@@ -326,6 +326,14 @@ def test_table5_smoke_sweep_on_two_local_workers_stores_the_serial_records(tmp_p
 
 
 @pytest.mark.slow
+def test_table5_smoke_sweep_with_two_workers_per_core_stores_the_serial_records(tmp_path, table5_serial):
+    results, serial = table5_serial
+    shutil.copytree(results / "cache", tmp_path / "cache")
+    records, proc = run_table5(tmp_path, "--workers-per-gpu", "2")
+    assert records == serial and "worker process(es), 2 per core" in proc.stdout
+
+
+@pytest.mark.slow
 def test_table5_smoke_sweep_on_a_ray_cluster_stores_the_serial_records(tmp_path, table5_serial, ray_cluster):
     results, serial = table5_serial
     shutil.copytree(results / "cache", tmp_path / "cache")

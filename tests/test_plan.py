@@ -1,7 +1,7 @@
 """`make plan` and `--plan` (mnog.plan): the counts are the sweeps' own, planning runs nothing;
 several workers per device (--workers-per-gpu) store the records of one."""
+import importlib
 import io
-import json
 import os
 import re
 import subprocess
@@ -10,13 +10,16 @@ from pathlib import Path
 
 import pytest
 
+import mnog.results
 from mnog import executors, plan
+from mnog.errors import cli
 from mnog.sweep import Job
 from mnog.targets import TARGETS
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import test_executors  # noqa: E402  (its synthetic sweep and helpers)
+from test_artifacts import plan_table  # noqa: E402
 
 
 def python(results, *args, env=(), timeout=1800):
@@ -25,45 +28,25 @@ def python(results, *args, env=(), timeout=1800):
     return proc
 
 
-def plan_table(stdout: str) -> dict[str, dict]:
-    """The rows of `make plan`'s table: {target: {models, to train, jobs, to run, projected}}."""
-    rows = {}
-    for line in stdout.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) >= 8 and cells[1].isdigit():
-            rows[cells[0]] = {"models": int(cells[1]), "to train": int(cells[2]), "jobs": int(cells[3]),
-                              "to run": int(cells[4]), "projected": cells[7]}
-    return rows
-
-
-def jobs_run(stdout: str) -> list[tuple[int, int]]:
-    """(to run, of) of every sweep a script ran: its "desc: N of M jobs to run" lines."""
-    return [(int(a), int(b)) for a, b in re.findall(r": (\d+) of (\d+) jobs to run", stdout)]
-
-
 @pytest.mark.slow
-def test_make_plan_at_smoke_counts_what_the_sweeps_then_run(tmp_path):
-    proc = python(tmp_path, "-m", "mnog.plan", "--profile", "smoke")
+def test_make_plan_at_smoke_plans_every_target_measures_what_no_calibration_has_and_runs_nothing(tmp_path):
+    """`make plan` on every target, then with measuring on two (each recipe is measured the same
+    way). That its counts are what the sweeps then run is checked where the sweeps run anyway:
+    tests/test_artifacts.py (table5) and test_artifacts_images.py (figure6)."""
+    proc = python(tmp_path, "-m", "mnog.plan", "--profile", "smoke", "--no-measure")
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = plan_table(proc.stdout)
     assert set(table) == {t.name for t in TARGETS} | {"all"}               # every target
-    assert "no calibration" in proc.stdout and (tmp_path / f"calibration-{plan.device_slug()}.json").is_file()
-    assert not (tmp_path / "cache").exists() and not list(tmp_path.glob("*/records.jsonl"))   # nothing ran
-    assert all(row["projected"] != "unknown" for row in table.values())
     assert table["figure2"]["to run"] == 0 < table["figure2"]["jobs"]      # Figures 6 and 7's records
-
-    for target, script in [("table5", "table5_data_poisoning"), ("figure6", "figure2_label_erasure")]:
-        args = [a for t in TARGETS if t.name == target for a in t.args]
-        ran = python(tmp_path, "-m", f"artifact.{script}", *args, "--profile", "smoke", "--executor", "serial")
-        assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
-        assert jobs_run(ran.stdout) == [(table[target]["to run"], table[target]["jobs"])]
-        trained = len(list((tmp_path / "cache").glob("erasure-*.pt" if target == "figure6" else "poisoned-*.pt")))
-        assert trained * (4 if target == "table5" else 1) == table[target]["to train"]
-
-    again = plan_table(python(tmp_path, "-m", "mnog.plan", "--profile", "smoke", "table5", "figure6").stdout)
-    assert again["table5"]["to run"] == again["figure6"]["to run"] == 0
-    assert again["table5"]["to train"] == again["figure6"]["to train"] == 0
-    assert again["table5"]["jobs"] == table["table5"]["jobs"]
+    assert table["table5"]["to train"] == 4 and table["table5"]["to run"] == table["table5"]["jobs"] > 0
+    proc = python(tmp_path, "-m", "mnog.plan", "--profile", "smoke", "table5", "figure6")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    measured = plan_table(proc.stdout)
+    assert "no calibration" in proc.stdout and (tmp_path / f"calibration-{plan.device_slug()}.json").is_file()
+    assert all(row["projected"] != "unknown" for row in measured.values()) and "table5" in measured
+    assert {k: v for k, v in measured["figure6"].items() if k != "projected"} == {
+        k: v for k, v in table["figure6"].items() if k != "projected"}
+    assert not (tmp_path / "cache").exists() and not list(tmp_path.glob("*/records.jsonl"))   # nothing ran
 
 
 def test_plan_on_a_script_takes_its_overrides_and_runs_nothing(tmp_path):
@@ -117,10 +100,18 @@ def test_a_minnorm_job_costs_projecting_steps_and_descent_steps():
     (["-m", "artifact.table5_data_poisoning", "--executor", "serial", "--workers-per-gpu", "2"],
      "--workers-per-gpu > 1 needs --executor local or ray"),
 ])
-def test_bad_plan_and_worker_options_are_one_line(tmp_path, argv, message):
-    proc = python(tmp_path, *argv)
-    assert proc.returncode == 2 and message in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+def test_bad_plan_and_worker_options_are_one_line(tmp_path, argv, message, capsys, monkeypatch):
+    module = importlib.import_module(argv[1])
+    for owner in (mnog.results, plan, module):                        # nothing may be written there
+        monkeypatch.setattr(owner, "RESULTS", tmp_path, raising=False)
+    try:                                                               # as `python -m` runs it
+        code = cli(lambda: module.main(argv[2:]))
+    except SystemExit as stop:                                         # argparse's own errors
+        code = stop.code
+    err = capsys.readouterr().err
+    assert code == 2 and message in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not any(tmp_path.iterdir())
 
 
 # -- several workers per device ----------------------------------------------------------------------
@@ -142,18 +133,3 @@ def test_workers_per_gpu_pins_n_workers_to_every_gpu(tmp_path):
 @pytest.fixture(scope="module")
 def serial_records(tmp_path_factory):
     return test_executors.stable(test_executors.sweep(tmp_path_factory.mktemp("serial"), executors.Serial()))
-
-
-@pytest.mark.slow
-def test_table5_smoke_sweep_with_two_workers_per_core_stores_the_serial_records(tmp_path):
-    args = ["-m", "artifact.table5_data_poisoning", "--profile", "smoke", "--budgets", "10", "--no-enforce"]
-    serial = python(tmp_path / "serial", *args, "--executor", "serial", env={"OMP_NUM_THREADS": "1"})
-    assert serial.returncode == 0, serial.stderr[-2000:]
-    (tmp_path / "shared").mkdir()
-    os.symlink(tmp_path / "serial" / "cache", tmp_path / "shared" / "cache")
-    shared = python(tmp_path / "shared", *args, "--workers-per-gpu", "2")
-    assert shared.returncode == 0, shared.stderr[-2000:]
-    assert "worker process(es), 2 per core" in shared.stdout
-    load = lambda folder: test_executors.stable(  # noqa: E731
-        map(json.loads, (folder / "table5" / "records.jsonl").read_text().splitlines()))
-    assert load(tmp_path / "shared") == load(tmp_path / "serial") and len(load(tmp_path / "serial")) == 32
