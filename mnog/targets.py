@@ -118,11 +118,14 @@ TARGETS: tuple[Target, ...] = (
     Target("ablation", "— (what does the work in MinNorm-OG)", "MinNorm-OG taken apart (projection, shrinkage, "
            "BatchNorm) on Tables 5, 2 and Figures 6, 8, 9", "ablation", kind="ablation",
            shows="Not in the paper: MinNorm-OG's projection step θ ← (1 − s)·θ + s·P_G(θ) taken apart. Variants of "
-                 "the one method: span none (θ ← (1 − s)·θ on the same schedule: GD plus a scheduled shrinkage), "
+                 "the one method: span none (θ ← (1 − s)·θ on the same schedule: GD plus a scheduled shrinkage; also "
+                 "at a constant s, γ_reg 1), "
                  "scope heads and scope body (the projection on the output layers only, or on all but them and "
                  "BatchNorm), beside GD and Ridge, and on the image experiments GD and MinNorm-OG with BatchNorm's "
                  "statistics from the loss's batches only; each tuned over its experiment's grid with its selection "
-                 "rule. The figure: the share of θ inside the span, ‖P_G θ‖/‖θ‖, at every projection step of the "
+                 "rule. At `cpu` Table 5's variants run at T = 10 and 100, and on the images the variants that "
+                 "project (scope body, MinNorm-OG with BatchNorm's loss statistics) only with --image-variants. "
+                 "The figure: the share of θ inside the span, ‖P_G θ‖/‖θ‖, at every projection step of the "
                  "selected configurations (mean over the trials; near 0 a projection step is a uniform shrinkage). "
                  "Nothing is checked: docs/results/ablation.md reads the tables.", gpu=True),
 )
