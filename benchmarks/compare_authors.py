@@ -353,7 +353,7 @@ def agreement_markdown(table: pd.DataFrame) -> str:
                       f"{r.mnog_quality:.4f} / {r.mnog_error:.4f}",
                       f"{number(r.authors_quality, '.4f')} / {number(r.authors_error, '.4f')}",
                       r.random_draws_differ or ""] for r in table.itertuples()],
-                    headers=["method (mnog's side)", "max |Δ parameter|", "max |Δ BN buffer|",
+                    headers=["method (mnog's side)", "max abs Δ parameter", "max abs Δ BN buffer",
                              "mnog: retain quality / forget error", "authors: retain quality / forget error",
                              "drawn differently"], tablefmt="github", disable_numparse=True)
 
